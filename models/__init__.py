@@ -1,0 +1,1 @@
+"""Official LayerDiffuse files: the registry (`registry.py`), file access (`files.py`) and how each kind patches a model."""

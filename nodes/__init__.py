@@ -1,0 +1,16 @@
+"""Every node of the pack. Each module exports NODES; this list is the one place that decides what is registered."""
+
+from __future__ import annotations
+
+from . import layer_files
+
+NODE_MODULES = (layer_files,)
+
+
+def all_nodes() -> list[type]:
+    nodes = [node for module in NODE_MODULES for node in module.NODES]
+    ids = [n.GET_SCHEMA().node_id for n in nodes]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise RuntimeError(f"LayerStack registers these node ids twice: {duplicates}")
+    return nodes
