@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from fixtures.comfy_env import import_pack
 from fixtures.server import ComfyServer
 
@@ -24,6 +25,7 @@ def comfy_host():
 def fixture_paths(comfy_host) -> dict[str, Path]:
     """Random-weight checkpoints and layer files (built once, cached); registered in folder_paths in-process."""
     import folder_paths
+
     from fixtures.build import build_all
 
     paths = build_all()

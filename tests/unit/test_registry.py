@@ -152,3 +152,19 @@ def test_download_needs_the_option_or_the_environment_variable(monkeypatch):
     assert files.download_allowed(True)
     monkeypatch.setenv(files.DOWNLOAD_ENV, "1")
     assert files.download_allowed()
+
+
+def test_folder_registration_keeps_a_user_yaml_entry_first(comfy_host, monkeypatch):
+    import folder_paths
+
+    import layerstack
+
+    user_dir = "/some/user/layer_models"
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "layer_model", ([user_dir], set()))
+    layerstack.register_layer_model_folder()
+    paths, extensions = folder_paths.folder_names_and_paths["layer_model"]
+    assert paths[0] == user_dir
+    assert paths[1].endswith("layer_model") and paths[1] != user_dir
+    assert ".safetensors" in extensions
+    layerstack.register_layer_model_folder()  # idempotent
+    assert folder_paths.folder_names_and_paths["layer_model"][0] == paths
