@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from fixtures.comfy_env import import_pack
 from fixtures.server import ComfyServer
@@ -54,3 +55,42 @@ def scratch_dir():
 def pytest_configure(config):
     # Keep ComfyUI's own log chatter out of the way unless asked for.
     os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+class LoadedCheckpoint:
+    """A fixture checkpoint loaded in-process through ComfyUI's own loader (what CheckpointLoaderSimple returns)."""
+
+    def __init__(self, path: Path):
+        import comfy.sd
+
+        self.path = path
+        self.model, self.clip, self.vae, _ = comfy.sd.load_checkpoint_guess_config(
+            str(path), output_vae=True, output_clip=True)
+
+    def encode(self, text: str):
+        """CONDITIONING for a prompt, as CLIPTextEncode makes it."""
+        return self.clip.encode_from_tokens_scheduled(self.clip.tokenize(text))
+
+
+@pytest.fixture(scope="session")
+def sd15(fixture_paths) -> LoadedCheckpoint:
+    """The SD1.5 fixture checkpoint (model, clip, vae); never mutate it: clone, as nodes must."""
+    return LoadedCheckpoint(fixture_paths["sd15_checkpoint"])
+
+
+@pytest.fixture(scope="session")
+def sdxl(fixture_paths) -> LoadedCheckpoint:
+    """The SDXL fixture checkpoint (model, clip, vae); never mutate it: clone, as nodes must."""
+    return LoadedCheckpoint(fixture_paths["sdxl_checkpoint"])
+
+
+def weights_fingerprint(model) -> dict:
+    """Exact copy of a ModelPatcher's underlying weights, to assert bit-identity after a layered run."""
+    return {k: v.detach().clone() for k, v in model.model.state_dict().items()}
+
+
+def assert_same_weights(before: dict, model) -> None:
+    after = model.model.state_dict()
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"base model weights changed: {changed[:5]}"
