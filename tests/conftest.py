@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from fixtures.comfy_env import import_pack
 from fixtures.server import ComfyServer
@@ -83,14 +82,3 @@ def sdxl(fixture_paths) -> LoadedCheckpoint:
     """The SDXL fixture checkpoint (model, clip, vae); never mutate it: clone, as nodes must."""
     return LoadedCheckpoint(fixture_paths["sdxl_checkpoint"])
 
-
-def weights_fingerprint(model) -> dict:
-    """Exact copy of a ModelPatcher's underlying weights, to assert bit-identity after a layered run."""
-    return {k: v.detach().clone() for k, v in model.model.state_dict().items()}
-
-
-def assert_same_weights(before: dict, model) -> None:
-    after = model.model.state_dict()
-    assert before.keys() == after.keys()
-    changed = [k for k in before if not torch.equal(before[k], after[k])]
-    assert not changed, f"base model weights changed: {changed[:5]}"
