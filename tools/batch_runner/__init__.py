@@ -1,0 +1,5 @@
+"""layerstack-batch: runs ComfyUI workflows as batches over the HTTP API (no torch, no ComfyUI import).
+
+Modules: ``cli`` (command line), ``workflow`` (reading files), ``convert`` (UI → API format), ``jobs`` (overrides and
+job list), ``client`` (one server: HTTP + websocket), ``runner`` (workers, downloads), ``manifest``, ``progress``.
+"""

@@ -1,0 +1,166 @@
+"""``layerstack-batch``: run a ComfyUI workflow many times with overrides, over one or more servers.
+
+Exit status: 0 every job done (or already done), 1 a job failed or could not run, 2 bad input (workflow, override,
+prompt file), 3 no server answered, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from .client import ComfyClient, ServerUnavailable
+from .convert import ui_to_api
+from .errors import BatchError
+from .jobs import plan_jobs
+from .manifest import Manifest
+from .progress import Progress
+from .runner import BatchRunner
+from .workflow import load_workflow, normalize_api
+
+DEFAULT_SERVER = "http://127.0.0.1:8188"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="layerstack-batch",
+        description="Run a ComfyUI workflow (API or UI format, or a PNG saved by ComfyUI) as a batch of jobs and "
+                    "download every output into a folder with a manifest.json.",
+        epilog="NODE is a node id, a node title, or a class type that occurs once. A rerun with the same --out "
+               "skips jobs the manifest lists as done.",
+    )
+    p.add_argument("workflow", type=Path, help="workflow file (.json API or UI format, or .png with metadata)")
+    p.add_argument("-o", "--out", type=Path, help="output folder (created; holds manifest.json and one folder per "
+                                                  "job); required unless --convert-only or --dry-run")
+    p.add_argument("--server", action="append", default=[], metavar="URL",
+                   help=f"ComfyUI server; repeat to spread the batch over several (default {DEFAULT_SERVER})")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                   help="override an input in every job (repeatable)")
+    p.add_argument("--seeds", action="append", default=[], metavar="NODE.INPUT=SPEC",
+                   help="one job per seed: SPEC is 0-9, 1,5,9 or a mix; repeat for a grid")
+    p.add_argument("--prompts", type=Path, metavar="FILE",
+                   help="text file, one job per line (# comments and blank lines skipped)")
+    p.add_argument("--prompt-input", metavar="NODE.INPUT", help="the input each --prompts line goes to")
+    p.add_argument("--csv", type=Path, metavar="FILE",
+                   help="CSV with a header of NODE.INPUT columns (and an optional 'job' label column); one job per "
+                        "row, empty cells keep the workflow's value")
+    p.add_argument("--limit", type=int, metavar="N", help="run at most N jobs that are not done yet, then stop")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="fail a job that runs longer (default: none)")
+    p.add_argument("--object-info", type=Path, metavar="FILE",
+                   help="use this saved /object_info JSON instead of asking the server (conversion, input types)")
+    p.add_argument("--convert-only", action="store_true",
+                   help="print the API prompt (after conversion and --set) as JSON and exit")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs and whether each is done; submit nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress output, only the summary")
+    return p
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except BatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ServerUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+
+
+def _load_object_info(args, clients: list[ComfyClient]) -> dict:
+    if args.object_info is not None:
+        try:
+            info = json.loads(args.object_info.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BatchError(f"--object-info {args.object_info}: expected the JSON of GET /object_info: {exc}") \
+                from exc
+        if not isinstance(info, dict):
+            raise BatchError(f"--object-info {args.object_info}: expected a JSON object of node classes")
+        return info
+    return clients[0].object_info()
+
+
+def _main(args) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise BatchError(f"--limit: expected a positive number of jobs, got {args.limit}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise BatchError(f"--timeout: expected seconds > 0, got {args.timeout}")
+    if args.out is None and not (args.convert_only or args.dry_run):
+        raise BatchError("--out: expected an output folder for the results")
+    clients = [ComfyClient(url) for url in (args.server or [DEFAULT_SERVER])]
+    if len({c.url for c in clients}) != len(clients):
+        raise BatchError(f"--server: each server once, got {[c.url for c in clients]}")
+
+    kind, doc = load_workflow(args.workflow)
+    overrides = bool(args.set or args.seeds or args.prompts or args.csv)
+    object_info = _load_object_info(args, clients) if (kind == "ui" or overrides) else None
+    if kind == "ui":
+        base = ui_to_api(doc, object_info, warn=_warn)
+    else:
+        base = normalize_api(doc)
+
+    jobs = plan_jobs(base, sets=args.set, seeds=args.seeds, prompts=args.prompts, prompt_input=args.prompt_input,
+                     csv_path=args.csv, object_info=object_info)
+    if args.convert_only:
+        if len(jobs) > 1:
+            raise BatchError("--convert-only: prints one prompt; drop --seeds/--prompts/--csv")
+        json.dump(jobs[0].prompt, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return 0
+
+    manifest = Manifest(args.out) if args.out is not None else None
+    todo = []
+    skipped = 0
+    for job in jobs:
+        if manifest is not None and manifest.finished(job.fingerprint):
+            skipped += 1
+            continue
+        todo.append(job)
+    if manifest is not None:
+        for job in todo:  # an earlier failed attempt at the same prompt keeps its id and folder
+            job.earlier_id = manifest.job_id_for(job.fingerprint, job.job_id)
+    if args.limit is not None:
+        todo = todo[:args.limit]
+
+    if args.dry_run:
+        for job in jobs:
+            state = "todo" if job in todo else ("done" if manifest and manifest.finished(job.fingerprint) else "later")
+            params = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
+            print(f"{job.job_id}  {state:5}  {job.label or ''}  {params}")
+        print(f"{len(jobs)} job(s): {len(todo)} to run, {skipped} already done", file=sys.stderr)
+        return 0
+
+    assert manifest is not None
+    manifest.start_run({"workflow": str(args.workflow), "format": kind, "servers": [c.url for c in clients],
+                        "jobs_planned": len(jobs), "jobs_to_run": len(todo), "skipped": skipped})
+    progress = Progress(len(todo), enabled=not args.no_progress)
+    if skipped:
+        progress.note(f"{skipped} of {len(jobs)} job(s) already done in {manifest.path}; skipping them")
+    runner = BatchRunner(clients, args.out, manifest, progress, timeout=args.timeout)
+
+    def on_term(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        summary = runner.run(todo)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    failed = {jid: manifest.jobs.get(jid, {}).get("error", "") for jid in summary.failed}
+    print(f"{len(jobs)} job(s): {len(summary.done)} done, {len(summary.failed)} failed, {skipped} already done"
+          + (f", {len(summary.not_run)} not run" if summary.not_run else "")
+          + f"; manifest {manifest.path}", file=sys.stderr)
+    for jid, msg in failed.items():
+        print(f"  failed {jid}: {msg}", file=sys.stderr)
+    if summary.interrupted:
+        print("interrupted: the jobs in flight were stopped; rerun the same command to finish", file=sys.stderr)
+        return 130
+    return 0 if summary.ok else 1

@@ -1,0 +1,89 @@
+"""``manifest.json`` of an output folder: job → parameters → files, rewritten after every job.
+
+A job counts as finished when an entry with its fingerprint has status ``done`` and all its files are still on disk,
+so a rerun skips it; failed or missing jobs run again. Writes go to a temporary file renamed over the manifest, so a
+batch killed at any moment leaves the previous complete manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import BatchError
+
+FORMAT = "layerstack-batch-manifest"
+VERSION = 1
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Manifest:
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.path = out_dir / "manifest.json"
+        self._lock = threading.Lock()
+        self.doc: dict = {"format": FORMAT, "version": VERSION, "runs": [], "jobs": {}}
+        if self.path.exists():
+            try:
+                doc = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise BatchError(f"{self.path}: expected a manifest written by layerstack-batch, cannot read it: "
+                                 f"{exc}") from exc
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("jobs"), dict):
+                raise BatchError(f"{self.path}: expected a manifest with format '{FORMAT}', found another file; "
+                                 "choose another --out folder")
+            if doc.get("version") != VERSION:
+                raise BatchError(f"{self.path}: manifest version {doc.get('version')} is not the supported "
+                                 f"{VERSION}")
+            self.doc = doc
+            self.doc.setdefault("runs", [])
+
+    @property
+    def jobs(self) -> dict:
+        return self.doc["jobs"]
+
+    def finished(self, fingerprint: str) -> dict | None:
+        """The done entry for this prompt whose files all still exist, if any."""
+        for entry in self.jobs.values():
+            if entry.get("fingerprint") != fingerprint or entry.get("status") != "done":
+                continue
+            if all((self.out_dir / f["path"]).is_file() for f in entry.get("files", [])):
+                return entry
+        return None
+
+    def job_id_for(self, fingerprint: str, proposed: str) -> str:
+        """Reuse the id (and so the folder) of an earlier attempt at the same prompt."""
+        for job_id, entry in self.jobs.items():
+            if entry.get("fingerprint") == fingerprint:
+                return job_id
+        return proposed
+
+    def start_run(self, info: dict) -> None:
+        with self._lock:
+            self.doc["runs"].append({"started": now(), **info})
+            self._write()
+
+    def record(self, job_id: str, entry: dict) -> None:
+        with self._lock:
+            self.jobs[job_id] = entry
+            self._write()
+
+    def _write(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".tmp", dir=self.out_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.doc, fh, indent=2, ensure_ascii=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
