@@ -93,7 +93,8 @@ def _default(spec: list):
     return {"INT": 0, "FLOAT": 0.0, "BOOLEAN": False}.get(kind, "")
 
 
-def _fits(kind: str, value) -> bool:
+def _fits(spec: list, value) -> bool:
+    kind = _spec_type(spec)
     if kind in ("INT", "FLOAT"):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "BOOLEAN":
@@ -101,6 +102,9 @@ def _fits(kind: str, value) -> bool:
     if kind in ("STRING", "TEXTAREA", "MARKDOWN"):
         return isinstance(value, str)
     if kind == "COMBO":
+        opts = _opts(spec)
+        if isinstance(value, list):  # multi-select combos hold a list of choices
+            return bool(opts.get("multi_select") or opts.get("multiselect"))
         return isinstance(value, (str, int, float)) and not isinstance(value, bool)
     return True
 
@@ -334,7 +338,7 @@ class _Converter:
                     out[name] = _default(ispec)
                     missing.append(name)
                     continue
-                if not _fits(_spec_type(ispec), value):
+                if not _fits(ispec, value):
                     raise BatchError(
                         f"UI workflow: {label}: saved widget value #{i} {value!r} does not fit input '{name}' "
                         f"({_spec_type(ispec)}); widgets_values {values!r} does not match the server's widget "

@@ -1,0 +1,186 @@
+"""Batch runner without a server: targets, value parsing, job expansion, manifest, workflow files, CLI errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from batch_runner.errors import BatchError
+from batch_runner.jobs import coerce, parse_seed_spec, plan_jobs, resolve_target
+from batch_runner.manifest import Manifest
+from batch_runner.runner import _link_new, local_name
+from batch_runner.workflow import load_workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "batch"
+INFO = json.loads((DATA / "object_info_core.json").read_text())
+API = json.loads((DATA / "core_nodes.api.json").read_text())
+
+
+def test_targets_by_id_title_class_and_dotted_title():
+    prompt = json.loads(json.dumps(API))
+    prompt["4"]["_meta"]["title"] = "Noise v1.5"
+    assert resolve_target(prompt, "4.strength", INFO, "t").key == "4.strength"
+    assert resolve_target(prompt, "Noise v1.5.strength", INFO, "t").key == "4.strength"  # title with a dot
+    assert resolve_target(prompt, "Latent out.filename_prefix", INFO, "t").key == "12.filename_prefix"
+    assert resolve_target(prompt, "EmptyLatentImage.width", INFO, "t").key == "11.width"  # unique class type
+
+
+def test_target_errors_say_what_was_expected():
+    with pytest.raises(BatchError, match="matches none of .*12 \\(Latent out\\)"):
+        resolve_target(API, "Nope.width", INFO, "--set")
+    with pytest.raises(BatchError, match="has no input 'widht'"):
+        resolve_target(API, "1.widht", INFO, "--set")
+    with pytest.raises(BatchError, match="linked from node 5 output 0; set an input of node 5"):
+        resolve_target(API, "Noise.seed", INFO, "--set")
+    with pytest.raises(BatchError, match="expected NODE.INPUT"):
+        resolve_target(API, "width", INFO, "--set")
+    twin_titles = {"1": {**API["1"], "_meta": {"title": "Same"}}, "11": {**API["11"], "_meta": {"title": "Same"}}}
+    with pytest.raises(BatchError, match="ambiguous"):
+        resolve_target(twin_titles, "Same.width", INFO, "--set")
+
+
+def test_values_are_parsed_as_the_input_type():
+    width = resolve_target(API, "1.width", INFO, "t")
+    assert coerce(width, "128", "t") == 128
+    with pytest.raises(BatchError, match="expected an integer, got '12.5'"):
+        coerce(width, "12.5", "t")
+    strength = resolve_target(API, "4.strength", INFO, "t")
+    assert coerce(strength, "0.75", "t") == 0.75
+    channel = resolve_target(API, "13.channel", INFO, "t")
+    assert coerce(channel, "red", "t") == "red"
+    with pytest.raises(BatchError, match="expected one of 'alpha', 'red', 'green', 'blue'; got 'purple'"):
+        coerce(channel, "purple", "t")
+    # Without /object_info the current value's type decides.
+    assert coerce(resolve_target(API, "1.height", None, "t"), "7", "t") == 7
+
+
+def test_seed_specs():
+    assert parse_seed_spec("0-3,10", "s") == [0, 1, 2, 3, 10]
+    assert parse_seed_spec("5", "s") == [5]
+    for bad in ("3-1", "a", "1,,2", "-4"):
+        with pytest.raises(BatchError):
+            parse_seed_spec(bad, "s")
+
+
+def test_jobs_are_rows_times_seeds(tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("# comment\nfirst\n\nsecond\n", encoding="utf-8")
+    jobs = plan_jobs(API, sets=["1.width=32"], seeds=["5.value=1-3"], prompts=prompts,
+                     prompt_input="Latent out.filename_prefix", object_info=INFO)
+    assert len(jobs) == 6
+    assert [j.params["12.filename_prefix"] for j in jobs] == ["first"] * 3 + ["second"] * 3
+    assert [j.params["5.value"] for j in jobs] == [1, 2, 3, 1, 2, 3]
+    assert all(j.prompt["1"]["inputs"]["width"] == 32 for j in jobs)
+    assert len({j.fingerprint for j in jobs}) == 6
+    assert API["1"]["inputs"]["width"] == 96  # the base prompt is not modified
+    again = plan_jobs(API, sets=["1.width=32"], seeds=["5.value=1-3"], prompts=prompts,
+                      prompt_input="Latent out.filename_prefix", object_info=INFO)
+    assert [j.job_id for j in again] == [j.job_id for j in jobs]  # stable ids: resumable
+
+
+def test_csv_rows_labels_and_empty_cells(tmp_path):
+    table = tmp_path / "jobs.csv"
+    table.write_text("job,1.width,Latent out.filename_prefix\nsmall,16,\nbig,,wide\n", encoding="utf-8")
+    jobs = plan_jobs(API, csv_path=table, object_info=INFO)
+    assert [(j.label, j.params) for j in jobs] == [("small", {"1.width": 16}),
+                                                    ("big", {"12.filename_prefix": "wide"})]
+    table.write_text("job,1.width\nbad,wide\n", encoding="utf-8")
+    with pytest.raises(BatchError, match=r"jobs.csv:2: 1.width: expected an integer, got 'wide'"):
+        plan_jobs(API, csv_path=table, object_info=INFO)
+
+
+def test_prompt_file_errors(tmp_path):
+    empty = tmp_path / "e.txt"
+    empty.write_text("\n# only comments\n")
+    with pytest.raises(BatchError, match="one prompt per line, the file has none"):
+        plan_jobs(API, prompts=empty, prompt_input="12.filename_prefix")
+    with pytest.raises(BatchError, match="--prompt-input"):
+        plan_jobs(API, prompts=empty)
+
+
+def test_manifest_counts_a_job_done_only_while_its_files_exist(tmp_path):
+    m = Manifest(tmp_path)
+    (tmp_path / "0001-aa").mkdir()
+    (tmp_path / "0001-aa" / "x.png").write_bytes(b"png")
+    m.record("0001-aa", {"fingerprint": "f1", "status": "done", "files": [{"path": "0001-aa/x.png"}]})
+    m.record("0002-bb", {"fingerprint": "f2", "status": "failed", "files": []})
+    again = Manifest(tmp_path)
+    assert again.finished("f1") is not None
+    assert again.finished("f2") is None
+    assert again.job_id_for("f2", "0007-bb") == "0002-bb"
+    (tmp_path / "0001-aa" / "x.png").unlink()
+    assert Manifest(tmp_path).finished("f1") is None
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".manifest-")]
+
+
+def test_manifest_refuses_a_foreign_file(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"something": "else"}')
+    with pytest.raises(BatchError, match="another file; choose another --out"):
+        Manifest(tmp_path)
+
+
+def test_downloads_stay_inside_the_job_folder_and_never_overwrite(tmp_path):
+    assert str(local_name({"filename": "../../etc/passwd", "subfolder": "../.."})) == "passwd"
+    assert str(local_name({"filename": "a.png", "subfolder": "x/../y"})) == "x/y/a.png"
+    target = tmp_path / "a.png"
+    target.write_bytes(b"user file")
+    tmp = tmp_path / ".download-1"
+    tmp.write_bytes(b"new")
+    final = _link_new(tmp, target)
+    assert final.name == "a-1.png" and final.read_bytes() == b"new"
+    assert target.read_bytes() == b"user file"
+
+
+def test_workflow_files_png_metadata_and_request_body(tmp_path):
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(API))
+    info.add_text("workflow", (DATA / "core_nodes.ui.json").read_text())
+    buf = io.BytesIO()
+    Image.new("RGBA", (4, 4)).save(buf, "PNG", pnginfo=info)
+    png = tmp_path / "saved.png"
+    png.write_bytes(buf.getvalue())
+    assert load_workflow(png) == ("api", API)
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"prompt": API, "client_id": "x"}))
+    assert load_workflow(body) == ("api", API)
+    assert load_workflow(DATA / "core_nodes.ui.json")[0] == "ui"
+    junk = tmp_path / "junk.json"
+    junk.write_text("[1, 2]")
+    with pytest.raises(BatchError, match="expected API format"):
+        load_workflow(junk)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run([str(ROOT / "scripts" / "layerstack-batch"), *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_cli_convert_only_with_a_saved_object_info():
+    res = _cli(str(DATA / "core_nodes.ui.json"), "--object-info", str(DATA / "object_info_core.json"),
+               "--convert-only")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == API
+
+
+def test_cli_bad_input_exits_2_with_the_reason(tmp_path):
+    res = _cli(str(DATA / "core_nodes.api.json"), "--object-info", str(DATA / "object_info_core.json"),
+               "--set", "EmptyImage.width=wide", "--out", str(tmp_path / "o"))
+    assert res.returncode == 2
+    assert "EmptyImage.width: expected an integer, got 'wide'" in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_no_server_exits_3(tmp_path):
+    res = _cli(str(DATA / "core_nodes.ui.json"), "--server", "http://127.0.0.1:9", "--out", str(tmp_path / "o"))
+    assert res.returncode == 3
+    assert "127.0.0.1:9" in res.stderr

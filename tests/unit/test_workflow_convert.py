@@ -1,0 +1,225 @@
+"""UI-format → API-format conversion (batch_runner.convert) against ComfyUI 0.3.75 node specs.
+
+`object_info_core.json` is a slice of the real 0.3.75 `/object_info`; the e2e tests convert against a live server too.
+Synthetic classes below cover spec shapes that no core node has (combo with control_after_generate, forceInput).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from batch_runner.convert import process_dynamic_prompt, ui_to_api
+from batch_runner.errors import BatchError
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "batch"
+INFO = json.loads((DATA / "object_info_core.json").read_text())
+
+
+def _node(nid, ntype, widgets=None, inputs=(), outputs=(), mode=0, title=None):
+    node = {"id": nid, "type": ntype, "mode": mode, "inputs": list(inputs), "outputs": list(outputs)}
+    if widgets is not None:
+        node["widgets_values"] = widgets
+    if title:
+        node["title"] = title
+    return node
+
+
+def _in(name, typ, link=None, widget=False):
+    slot = {"name": name, "type": typ, "link": link}
+    if widget:
+        slot["widget"] = {"name": name}
+    return slot
+
+
+def _out(typ, links):
+    return {"name": typ, "type": typ, "links": links}
+
+
+def _wf(nodes, links):
+    return {"nodes": nodes, "links": links, "version": 0.4}
+
+
+def test_core_pair_converts_to_its_api_twin():
+    ui = json.loads((DATA / "core_nodes.ui.json").read_text())
+    twin = json.loads((DATA / "core_nodes.api.json").read_text())
+    assert ui_to_api(ui, INFO) == twin
+
+
+def test_ksampler_advanced_skips_the_control_value_after_noise_seed():
+    wf = _wf([_node(1, "KSamplerAdvanced", ["enable", 42, "fixed", 20, 8, "euler", "normal", 0, 10000, "disable"])], [])
+    inputs = ui_to_api(wf, INFO)["1"]["inputs"]
+    assert inputs == {"add_noise": "enable", "noise_seed": 42, "steps": 20, "cfg": 8, "sampler_name": "euler",
+                      "scheduler": "normal", "start_at_step": 0, "end_at_step": 10000,
+                      "return_with_leftover_noise": "disable"}
+
+
+def test_seed_without_a_saved_control_value_still_maps():
+    # A file written by a tool that does not store the control value: the next value is not a control word.
+    wf = _wf([_node(1, "ImageAddNoise", [5, 0.3], [_in("image", "IMAGE")])], [])
+    assert ui_to_api(wf, INFO)["1"]["inputs"] == {"seed": 5, "strength": 0.3}
+
+
+def test_muted_source_drops_the_input_and_bypass_follows_the_matching_type():
+    nodes = [
+        _node(1, "EmptyImage", [8, 8, 1, 0], outputs=[_out("IMAGE", [1])]),
+        _node(2, "LoadImageMask", ["m.png", "alpha", "image"], outputs=[_out("MASK", [2])]),
+        # bypassed: its IMAGE output must be fed from its IMAGE input (slot 0), not the MASK one
+        _node(3, "JoinImageWithAlpha", None, [_in("image", "IMAGE", 1), _in("alpha", "MASK", 2)],
+              [_out("IMAGE", [3])], mode=4),
+        _node(4, "SaveImage", ["a"], [_in("images", "IMAGE", 3), _in("filename_prefix", "STRING", widget=True)]),
+        _node(5, "EmptyImage", [8, 8, 1, 0], outputs=[_out("IMAGE", [4])], mode=2),
+        _node(6, "SaveImage", ["b"], [_in("images", "IMAGE", 4)]),
+    ]
+    links = [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "MASK"], [3, 3, 0, 4, 0, "IMAGE"], [4, 5, 0, 6, 0, "IMAGE"]]
+    api = ui_to_api(_wf(nodes, links), INFO)
+    assert sorted(api) == ["1", "2", "4", "6"]
+    assert api["4"]["inputs"]["images"] == ["1", 0]
+    assert "images" not in api["6"]["inputs"]  # linked to a muted node: the frontend sends no value at all
+
+
+def test_bypassed_node_without_an_input_of_the_wanted_type_cuts_the_link():
+    warnings = []
+    nodes = [
+        _node(1, "LoadImageMask", ["m.png", "alpha", "image"], outputs=[_out("MASK", [1])]),
+        _node(2, "ImageInvert", None, [_in("image", "IMAGE", None)], [_out("IMAGE", [2])], mode=4),
+        _node(3, "SaveImage", ["x"], [_in("images", "IMAGE", 2)]),
+    ]
+    api = ui_to_api(_wf(nodes, [[2, 2, 0, 3, 0, "IMAGE"]]), INFO, warn=warnings.append)
+    assert "images" not in api["3"]["inputs"]
+
+
+def test_reroute_chain_and_unconnected_reroute():
+    nodes = [
+        _node(1, "EmptyImage", [8, 8, 1, 0], outputs=[_out("IMAGE", [1])]),
+        _node(2, "Reroute", None, [_in("", "*", 1)], [_out("IMAGE", [2])]),
+        _node(3, "Reroute", None, [_in("", "*", 2)], [_out("IMAGE", [3])]),
+        _node(4, "SaveImage", ["x"], [_in("images", "IMAGE", 3)]),
+        _node(5, "Reroute", None, [_in("", "*", None)], [_out("IMAGE", [4])]),
+        _node(6, "SaveImage", ["y"], [_in("images", "IMAGE", 4)]),
+    ]
+    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"], [3, 3, 0, 4, 0, "IMAGE"], [4, 5, 0, 6, 0, "IMAGE"]]
+    api = ui_to_api(_wf(nodes, links), INFO)
+    assert sorted(api) == ["1", "4", "6"]
+    assert api["4"]["inputs"]["images"] == ["1", 0]
+    assert api["6"]["inputs"] == {"filename_prefix": "y"}
+
+
+def test_circular_reroutes_are_an_error():
+    nodes = [
+        _node(1, "Reroute", None, [_in("", "*", 2)], [_out("IMAGE", [1])]),
+        _node(2, "Reroute", None, [_in("", "*", 1)], [_out("IMAGE", [2, 3])]),
+        _node(3, "SaveImage", ["x"], [_in("images", "IMAGE", 3)]),
+    ]
+    links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 1, 0, "IMAGE"], [3, 2, 0, 3, 0, "IMAGE"]]
+    with pytest.raises(BatchError, match="circular"):
+        ui_to_api(_wf(nodes, links), INFO)
+
+
+def test_links_saved_as_objects_schema_v1():
+    nodes = [_node(1, "EmptyImage", [8, 8, 1, 0], outputs=[_out("IMAGE", [7])]),
+             _node(2, "SaveImage", ["x"], [_in("images", "IMAGE", 7)])]
+    links = [{"id": 7, "origin_id": 1, "origin_slot": 0, "target_id": 2, "target_slot": 0, "type": "IMAGE"}]
+    assert ui_to_api(_wf(nodes, links), INFO)["2"]["inputs"]["images"] == ["1", 0]
+
+
+def test_primitive_node_value_wins_over_the_stale_widget_value():
+    nodes = [
+        _node(1, "PrimitiveNode", [300, "fixed"], outputs=[{"name": "INT", "type": "INT", "links": [1],
+                                                             "widget": {"name": "height"}}]),
+        _node(2, "EmptyImage", [8, 8, 1, 0], [_in("height", "INT", 1, widget=True)]),
+    ]
+    api = ui_to_api(_wf(nodes, [[1, 1, 0, 2, 0, "INT"]]), INFO)
+    assert api == {"2": {"inputs": {"width": 8, "height": 300, "batch_size": 1, "color": 0},
+                         "class_type": "EmptyImage", "_meta": {"title": "EmptyImage"}}}
+
+
+def test_widget_count_mismatch_names_node_and_values():
+    wf = _wf([_node(7, "EmptyImage", [8, 8, 1, 0, 99])], [])
+    with pytest.raises(BatchError, match=r"node 7 \(EmptyImage\).*left over: \[99\]"):
+        ui_to_api(wf, INFO)
+
+
+def test_widget_type_mismatch_names_the_input():
+    wf = _wf([_node(3, "EmptyImage", ["wide", 8, 1, 0])], [])
+    with pytest.raises(BatchError, match=r"node 3 \(EmptyImage\).*'wide'.*'width' \(INT\)"):
+        ui_to_api(wf, INFO)
+
+
+def test_missing_trailing_values_take_server_defaults_with_a_warning():
+    warnings = []
+    api = ui_to_api(_wf([_node(1, "EmptyImage", [32])], []), INFO, warn=warnings.append)
+    assert api["1"]["inputs"] == {"width": 32, "height": 512, "batch_size": 1, "color": 0}
+    assert warnings and "height" in warnings[0]
+
+
+def test_unknown_node_type_is_an_error_unless_muted():
+    with pytest.raises(BatchError, match="'NoSuchNode', which the server does not know"):
+        ui_to_api(_wf([_node(1, "NoSuchNode", [])], []), INFO)
+    assert ui_to_api(_wf([_node(1, "NoSuchNode", [], mode=2)], []), INFO) == {}
+
+
+def test_subgraph_and_group_nodes_are_refused_with_a_way_out():
+    sg = "0b4e6f3c-1111-4222-8333-944455556666"
+    wf = _wf([_node(1, sg)], [])
+    wf["definitions"] = {"subgraphs": [{"id": sg, "name": "inner"}]}
+    with pytest.raises(BatchError, match="subgraph.*Unpack"):
+        ui_to_api(wf, INFO)
+    with pytest.raises(BatchError, match="group node"):
+        ui_to_api(_wf([_node(1, "workflow>Mine")], []), INFO)
+
+
+def test_not_a_ui_workflow():
+    with pytest.raises(BatchError, match="'nodes' list"):
+        ui_to_api({"1": {"class_type": "EmptyImage", "inputs": {}}}, INFO)
+
+
+SYNTH = {
+    "Synth": {
+        "display_name": "Synthetic",
+        "input": {
+            "required": {
+                "pick": [["a", "b", "c"], {"control_after_generate": True}],
+                "media": [["x.png"], {"image_upload": True}],
+                "remote": ["COMBO", {"options": ["r1"], "remote": {"route": "/r", "refresh_button": True}}],
+                "text_in": ["STRING", {"forceInput": True}],
+                "list_value": ["COMBO", {"options": ["p", "q"], "multi_select": True}],
+            },
+            "optional": {"opt_seed": ["INT", {"default": 3}], "ratio": ["FLOAT", {"default": 0.5}]},
+        },
+        "input_order": {"required": ["pick", "media", "remote", "text_in", "list_value"],
+                        "optional": ["opt_seed", "ratio"]},
+    }
+}
+
+
+def test_extra_widget_values_of_combo_control_refresh_and_upload():
+    # pick + control + filter list, media, remote + refresh button, list value, then the upload button after the
+    # required inputs, then the optional ones: opt_seed is not named seed/noise_seed, so no control value follows it.
+    values = ["b", "increment-wrap", "", "x.png", "r1", "refresh", ["p", "q"], "image", 9, 0.25]
+    api = ui_to_api(_wf([_node(1, "Synth", values)], []), SYNTH)
+    assert api["1"]["inputs"] == {"pick": "b", "media": "x.png", "remote": "r1", "list_value": {"__value__": ["p", "q"]},
+                                  "opt_seed": 9, "ratio": 0.25}
+    assert api["1"]["_meta"] == {"title": "Synthetic"}
+
+
+def test_old_layout_with_a_value_for_a_force_input_is_migrated():
+    info = {"Old": {"display_name": "Old", "input": {"required": {
+        "a": ["INT", {}], "s": ["STRING", {"forceInput": True}], "b": ["FLOAT", {}]}},
+        "input_order": {"required": ["a", "s", "b"]}}}
+    assert ui_to_api(_wf([_node(1, "Old", [1, "stale", 2.5])], []), info)["1"]["inputs"] == {"a": 1, "b": 2.5}
+    assert ui_to_api(_wf([_node(1, "Old", [1, 2.5])], []), info)["1"]["inputs"] == {"a": 1, "b": 2.5}
+
+
+def test_dynamic_prompts_strip_comments_and_resolve_choices():
+    rng = random.Random(0)
+    assert process_dynamic_prompt("a cat // the subject\n/* block */in a box", rng) == "a cat \nin a box"
+    assert process_dynamic_prompt(r"a \{literal\} {red|red} {x|{y|y}|x}", rng) in ("a {literal} red x",
+                                                                                  "a {literal} red y")
+    seen = {process_dynamic_prompt("{one|two|three}", rng) for _ in range(200)}
+    assert seen == {"one", "two", "three"}
+    wf = _wf([_node(1, "CLIPTextEncode", ["{glass|glass} bottle // note"], [_in("clip", "CLIP")])], [])
+    assert ui_to_api(wf, INFO)["1"]["inputs"]["text"] == "glass bottle "
