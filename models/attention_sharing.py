@@ -1,0 +1,676 @@
+"""SD1.5 attention sharing (`layer_sd15_transparent_attn`, `_joint`, `_fg2bg`, `_bg2fg`): the learned modules, strict
+loading of the official files and the ComfyUI patches that run them (facts: shared spec layerdiffuse.md §3).
+
+A batch holds groups of F frames, sample n = b·F + f (F = 1 transparent, 3 joint: fg/bg/blended, 2 fg2bg: bg/blended,
+2 bg2fg: fg/blended). Each of the 32 attention layers of the SD1.5 UNet gets, per frame f, rank-256 LoRAs on q/k/v/out,
+then a "temporal" attention across the F frames of each group; the two conditional files also add a control-image
+feature map to the attention input. The reference unit replaces the whole attention and returns `hidden − h`.
+
+How it hooks into ComfyUI — three public transformer patches per attention kind, nothing swapped, no globals touched
+(swapping the attention modules, as the old pack did, broke IPAdapter and every other attention patch):
+
+1. `attn1_patch` / `attn2_patch` (run before the attention, receive the block's normed input `n`): add the control
+   features, put the per-layer prompts into the cross-attention context, and stash the input in `extra_options`,
+   the dict BasicTransformerBlock hands to all patches of one block call.
+2. an `attn1` / `attn2` replace patch at each of the 32 (block, number, transformer index) keys: gets q, k, v already
+   projected by the block's own to_q/to_k/to_v (so ComfyUI's casting, offloading and weight patches all apply) and
+   adds the per-frame LoRA terms up·down·x, which is exactly the reference's merged weight (W + up·down)·x. A replace
+   patch some other node put at the same key is kept and called for the attention itself (chained, not dropped).
+3. `attn1_output_patch` / `attn2_output_patch` (after to_out): add the out-LoRA term and the control features, then
+   the temporal branch, which needs the block's input (stashed in 1.) and so cannot live inside to_out.
+
+An OUTER_SAMPLE wrapper refuses a batch that is not a multiple of F before anything is sampled, fits the control
+image to the generation size, turns start/stop percent into sigmas (patches are a no-op outside that range: "stop
+at" as in Forge) and re-installs the replace patches around any a later node put on the same keys.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import LayerStackError, node_error
+from . import files, registry
+from .conditioning_images import ResizeMode, composite_on_grey, fit_image_to_size
+
+DEFAULT_NODE = "SD1.5 attention sharing"
+RANK = 256
+CONTROL_CHANNELS = 256
+LATENT_SCALE = 8  # SD1.5 VAE: pixels per latent cell
+# Rows (batch × heads) per attention call. CUDA kernels fail above 65535 grid blocks ("invalid configuration
+# argument", huchenlei/ComfyUI-layerdiffuse#109); the temporal attention has batch = images × tokens.
+MAX_ATTENTION_ROWS = 32768
+
+RUN_KEY = "layerstack_attention_sharing"  # transformer_options: per-sampling state (sigma range, control features)
+OWNER_KEY = "layerstack_attention_sharing"  # additional-models / wrapper key on the ModelPatcher
+_STASH_KEY = {"attn1": "layerstack_sharing_attn1", "attn2": "layerstack_sharing_attn2"}
+_BLOCK_NAMES = {"input_blocks": "input", "middle_block": "middle", "output_blocks": "output"}
+
+
+# --- the learned modules (names and shapes are the official state-dict layout) -------------------------------------
+
+def _cast(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    # Weights stay in the UNet's compute dtype; activations can still differ (fp8 manual cast, lowvram on CPU).
+    return None if tensor is None else tensor.to(device=like.device, dtype=like.dtype)
+
+
+def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, _cast(layer.weight, x), _cast(layer.bias, x))
+
+
+class LoRA(nn.Module):
+    """`down` [rank, in] and `up` [out, rank], no scale; forward gives only the LoRA term up·down·x."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int = RANK):
+        super().__init__()
+        self.down = nn.Linear(in_features, rank, bias=False)
+        self.up = nn.Linear(rank, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _linear(self.up, _linear(self.down, x))
+
+
+class SharingLayer(nn.Module):
+    """Weights of one hooked attention layer (`hookers.layers.{i}`)."""
+
+    def __init__(self, channels: int, context_channels: int, frames: int, use_control: bool):
+        super().__init__()
+        self.to_q_lora = nn.ModuleList(LoRA(channels, channels) for _ in range(frames))
+        self.to_k_lora = nn.ModuleList(LoRA(context_channels, channels) for _ in range(frames))
+        self.to_v_lora = nn.ModuleList(LoRA(context_channels, channels) for _ in range(frames))
+        self.to_out_lora = nn.ModuleList(LoRA(channels, channels) for _ in range(frames))
+        self.temporal_i = nn.Linear(channels, channels)
+        self.temporal_n = nn.LayerNorm(channels, eps=1e-6)
+        self.temporal_q = nn.Linear(channels, channels)
+        self.temporal_k = nn.Linear(channels, channels)
+        self.temporal_v = nn.Linear(channels, channels)
+        self.temporal_o = nn.Linear(channels, channels)
+        self.control_convs = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(CONTROL_CHANNELS, CONTROL_CHANNELS, 3, padding=1), nn.SiLU(),
+                          nn.Conv2d(CONTROL_CHANNELS, channels, 1))
+            for _ in range(frames)
+        ) if use_control else None
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+
+
+class ControlEncoder(nn.Module):
+    """`kwargs_encoder`: control image in [-1, 1] → feature maps [b, 256, h, w] at 1/8, 1/16, 1/32, 1/64 size."""
+
+    def __init__(self):
+        super().__init__()
+        widths = [(3, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2),
+                  (256, 256, 1)]
+        self.blocks_0 = nn.Sequential(*[m for cin, cout, s in widths for m in (_conv(cin, cout, s), nn.SiLU())])
+        for name in ("blocks_1", "blocks_2", "blocks_3"):
+            setattr(self, name, nn.Sequential(_conv(256, 256, 2), nn.SiLU(), _conv(256, 256), nn.SiLU()))
+
+    def forward(self, image: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Feature maps keyed by token count h·w, which is how an attention layer finds the map of its resolution."""
+        maps = {}
+        h = image
+        for block in (self.blocks_0, self.blocks_1, self.blocks_2, self.blocks_3):
+            for module in block:
+                h = F.silu(h) if isinstance(module, nn.SiLU) else _conv2d(module, h)
+            maps[int(h.shape[2]) * int(h.shape[3])] = h
+        return maps
+
+
+def _conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, _cast(conv.weight, x), _cast(conv.bias, x), conv.stride, conv.padding)
+
+
+class SharingWeights(nn.Module):
+    """Top level of an official file: `hookers.layers.{0..31}` and, for fg2bg/bg2fg, `kwargs_encoder`."""
+
+    def __init__(self, layer_shapes: Sequence[tuple[int, int]], frames: int, use_control: bool):
+        super().__init__()
+        self.frames = frames
+        self.hookers = nn.Module()
+        self.hookers.layers = nn.ModuleList(
+            SharingLayer(channels, context, frames, use_control) for channels, context in layer_shapes
+        )
+        self.kwargs_encoder = ControlEncoder() if use_control else None
+
+
+# --- which layer a patch call is for ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerSite:
+    index: int  # i in hookers.layers.{i}
+    path: str  # module path under diffusion_model.
+    kind: str  # "attn1" or "attn2"
+    block: tuple[str, int]  # transformer_options["block"] of the UNet block holding it
+    transformer_index: int  # transformer_options["block_index"]
+
+    @property
+    def replace_key(self) -> tuple[str, int, int]:
+        return (self.block[0], self.block[1], self.transformer_index)
+
+
+def sd15_layer_sites() -> tuple[LayerSite, ...]:
+    """The 32 layers in state-dict order, with the keys ComfyUI's patches see them under."""
+    sites = []
+    for i, path in enumerate(registry.SD15_ATTENTION_LAYERS):
+        m = re.fullmatch(r"(input_blocks|middle_block|output_blocks)(?:\.(\d+))?\.1\.transformer_blocks\.(\d+)\.(attn[12])",
+                         path)
+        if m is None:
+            raise RuntimeError(f"unexpected SD1.5 attention layer path {path!r} in the registry")
+        group, number, transformer_index, kind = m.groups()
+        sites.append(LayerSite(i, path, kind, (_BLOCK_NAMES[group], int(number or 0)), int(transformer_index)))
+    return tuple(sites)
+
+
+def layer_shapes(get_attention: Callable[[str], nn.Module], sites: Sequence[LayerSite]) -> list[tuple[int, int]]:
+    """(channels, context channels) of each hooked attention module, read from the model itself."""
+    shapes = []
+    for site in sites:
+        module = get_attention(site.path)
+        if not (hasattr(module, "to_q") and hasattr(module, "to_k") and hasattr(module, "heads")):
+            raise LayerStackError(f"diffusion_model.{site.path} is a {type(module).__name__}, not an attention module")
+        shapes.append((int(module.to_q.out_features), int(module.to_k.in_features)))
+    return shapes
+
+
+# --- loading ---------------------------------------------------------------------------------------------------------
+
+def build_weights(entry: registry.LayerFile, get_attention: Callable[[str], nn.Module], *,
+                  device: torch.device | str = "cpu") -> SharingWeights:
+    """Empty (uninitialised) modules shaped to the model's attention layers."""
+    sites = sd15_layer_sites()
+    with torch.device(device):
+        return SharingWeights(layer_shapes(get_attention, sites), entry.frames, entry.uses_control)
+
+
+def load_weights(entry: registry.LayerFile, state_dict: Mapping[str, torch.Tensor],
+                 get_attention: Callable[[str], nn.Module], *, dtype: torch.dtype, source: str) -> SharingWeights:
+    """Strict load: every tensor of the file has its slot with the model's shape, and nothing is missing."""
+    weights = build_weights(entry, get_attention, device="meta")
+    expected = {k: tuple(v.shape) for k, v in weights.state_dict().items()}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = [(k, expected[k], tuple(state_dict[k].shape)) for k in expected
+             if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+        if wrong:
+            k, want, got = wrong[0]
+            parts.append(f"{len(wrong)} tensor(s) of the wrong shape, e.g. {k}: the model needs {list(want)}, "
+                         f"the file has {list(got)}")
+        raise LayerStackError(f"{source}: does not fit this model as {entry.describe()}: {'; '.join(parts)}. "
+                              f"Attention-sharing files fit SD1.5 UNets only.")
+    weights.load_state_dict({k: state_dict[k].to(dtype) for k in expected}, strict=True, assign=True)
+    if weights.kwargs_encoder is not None:
+        weights.kwargs_encoder.float()  # small, runs once per sampling; fp32 as in the reference
+    return weights.requires_grad_(False).eval()
+
+
+# --- attention helpers -----------------------------------------------------------------------------------------------
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, *,
+                      max_rows: int = MAX_ATTENTION_ROWS, **kwargs) -> torch.Tensor:
+    """ComfyUI's attention on [B, tokens, heads·dim], split along the batch so no call exceeds max_rows B·heads."""
+    from comfy.ldm.modules import attention  # the backend ComfyUI picked at start-up (xformers, sage, pytorch, ...)
+
+    rows = max(1, max_rows // heads)
+    if q.shape[0] <= rows:
+        return attention.optimized_attention(q, k, v, heads, **kwargs)
+    return torch.cat([attention.optimized_attention(q[s:s + rows], k[s:s + rows], v[s:s + rows], heads, **kwargs)
+                      for s in range(0, q.shape[0], rows)])
+
+
+def per_frame(loras: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """Apply LoRA f to the samples of frame f (n = b·F + f) of x [N, tokens, C]."""
+    frames = len(loras)
+    if frames == 1:
+        return loras[0](x)
+    grouped = x.unflatten(0, (-1, frames))
+    return torch.stack([loras[f](grouped[:, f]) for f in range(frames)], dim=1).flatten(0, 1)
+
+
+def temporal_attention(layer: SharingLayer, hidden: torch.Tensor, frames: int, heads: int,
+                       max_rows: int = MAX_ATTENTION_ROWS) -> torch.Tensor:
+    """The cross-frame branch: each token attends to the same token in the other frames of its group."""
+    x = _linear(layer.temporal_i, F.layer_norm(hidden, hidden.shape[-1:], _cast(layer.temporal_n.weight, hidden),
+                                               _cast(layer.temporal_n.bias, hidden), layer.temporal_n.eps))
+    tokens = x.shape[1]
+    x = x.unflatten(0, (-1, frames)).transpose(1, 2).flatten(0, 1)  # (b f) d c -> (b d) f c
+    if frames == 1:
+        x = _linear(layer.temporal_v, x)  # softmax over one key is exactly 1: the attention returns v
+    else:
+        x = chunked_attention(_linear(layer.temporal_q, x), _linear(layer.temporal_k, x), _linear(layer.temporal_v, x),
+                              heads, max_rows=max_rows)
+    x = _linear(layer.temporal_o, x)
+    return x.unflatten(0, (-1, tokens)).transpose(1, 2).flatten(0, 1)  # (b d) f c -> (b f) d c
+
+
+def repeat_tokens(context: torch.Tensor, tokens: int) -> torch.Tensor:
+    """Context repeated along tokens to `tokens` (a multiple of its length): attention over k copies of every key and
+    value gives the same result, which is how ComfyUI itself batches prompts of 77 and 154 tokens together."""
+    return context if context.shape[1] == tokens else context.repeat(1, tokens // context.shape[1], 1)
+
+
+def positive_samples(cond_or_uncond: Sequence[int], batch: int, device: torch.device) -> torch.Tensor:
+    """Bool [batch]: which samples come from the positive prompt (chunk index 0 of ComfyUI's cond batching)."""
+    chunk = batch // len(cond_or_uncond)
+    return torch.tensor([c == 0 for c in cond_or_uncond], device=device).repeat_interleave(chunk)
+
+
+# --- per-sampling state ----------------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class SamplingRun:
+    """What one sampling run adds to the patch; it lives in that run's transformer_options only, never on a node."""
+
+    sigma_start: float  # active while sigma_end <= sigma <= sigma_start
+    sigma_end: float
+    groups_per_chunk: int  # latent batch / frames: one cond (or uncond) chunk of the model's batch
+    control_image: torch.Tensor | None = None  # [n, 3, H, W] in [0, 1], fitted to the generation size
+    _maps: dict[int, torch.Tensor] | None = None
+    _features: dict[tuple, torch.Tensor] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def control_maps(self, encoder: ControlEncoder, device: torch.device) -> dict[int, torch.Tensor]:
+        # Encoded on first use, when ComfyUI has already moved the weights to the sampling device.
+        if self._maps is None:
+            with torch.no_grad():
+                self._maps = encoder(self.control_image.to(device=device, dtype=torch.float32) * 2.0 - 1.0)
+        return self._maps
+
+
+@dataclass(eq=False)
+class _Call:
+    """Tensors of one attention call, carried from the before- to the replace- and after-patch in extra_options."""
+
+    site: LayerSite
+    h: torch.Tensor  # the block's normed input, as this patch received it
+    h_in: torch.Tensor  # h plus control features: what to_q saw
+    control: torch.Tensor | None  # control features, [N, tokens, C]
+    context: torch.Tensor  # what to_k saw
+    value: torch.Tensor  # what to_v saw
+    attended: bool = False
+    attention_out: torch.Tensor | None = None  # attention output before to_out
+
+
+# --- the patches -----------------------------------------------------------------------------------------------------
+
+class AttentionSharing:
+    """One applied file: weights, per-layer prompts, control image and schedule. Immutable once built; the patch
+    objects below all point at it."""
+
+    def __init__(self, entry: registry.LayerFile, weights: SharingWeights, *, node: str,
+                 layer_prompts: Sequence[torch.Tensor | None], control_image: torch.Tensor | None,
+                 resize_mode: ResizeMode, start_percent: float, stop_percent: float):
+        self.entry = entry
+        self.weights = weights
+        self.frames = entry.frames
+        self.node = node
+        self.layer_prompts = tuple(layer_prompts)  # per frame: [1, tokens, 768] replacing the positive prompt, or None
+        self.control_image = control_image  # IMAGE [n, H, W, 3|4] as given; fitted per run
+        self.resize_mode = resize_mode
+        self.start_percent = start_percent
+        self.stop_percent = stop_percent
+        self.sites = sd15_layer_sites()
+        self._by_block = {(s.kind, s.block, s.transformer_index): s for s in self.sites}
+
+    def __deepcopy__(self, memo):
+        return self
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.weights.hookers.layers
+
+    # which calls are ours and active
+
+    def site_of(self, kind: str, extra_options: dict) -> LayerSite | None:
+        block = extra_options.get("block")
+        if block is None:
+            return None
+        return self._by_block.get((kind, tuple(block), int(extra_options.get("block_index", 0))))
+
+    def is_active(self, extra_options: dict) -> bool:
+        run = extra_options.get(RUN_KEY)
+        sigmas = extra_options.get("sigmas")
+        if run is None:
+            if (self.start_percent, self.stop_percent) != (0.0, 1.0) or self.entry.uses_control:
+                raise LayerStackError(
+                    f"{self.node}: the model ran outside a ComfyUI sampler (no sampling run was prepared), so the "
+                    f"control image / start-stop range cannot be applied. Sample it with KSampler or SamplerCustom.")
+            return True
+        if sigmas is None:
+            return True
+        sigma = float(sigmas.max())
+        return run.sigma_end <= sigma <= run.sigma_start
+
+    # 1. before the attention
+
+    def before(self, kind: str, n: torch.Tensor, context: torch.Tensor, value: torch.Tensor, extra_options: dict):
+        site = self.site_of(kind, extra_options)
+        if site is None or not self.is_active(extra_options):
+            return n, context, value
+        self._check_batch(n.shape[0])
+        control = self.control_features(site, n, extra_options[RUN_KEY]) if self.entry.uses_control else None
+        h_in = n if control is None else n + control
+        if kind == "attn1":
+            # Self-attention attends to its own (control-augmented) input unless an earlier patch gave it another.
+            new_context = h_in if context is n else context
+            new_value = h_in if value is n else value
+        else:
+            new_context = self.with_layer_prompts(context, extra_options)
+            new_value = new_context if value is context else self.with_layer_prompts(value, extra_options)
+        extra_options[_STASH_KEY[kind]] = _Call(site, n, h_in, control, new_context, new_value)
+        return h_in, new_context, new_value
+
+    def _check_batch(self, batch: int) -> None:
+        if batch % self.frames:
+            raise node_error(self.node, "latent batch", f"a multiple of {self.frames} ({self.entry.id} generates "
+                             f"{self.frames} frames per image: {', '.join(self.entry.outputs)})",
+                             f"a model batch of {batch}")
+
+    def control_features(self, site: LayerSite, n: torch.Tensor, run: SamplingRun) -> torch.Tensor:
+        """Control features for every sample of n [N, tokens, C]: frame f's conv of the map of this resolution."""
+        key = (site.index, n.dtype, n.device)
+        features = run._features.get(key)
+        if features is None:
+            maps = run.control_maps(self.weights.kwargs_encoder, n.device)
+            feature_map = maps.get(n.shape[1])
+            if feature_map is None:
+                raise LayerStackError(
+                    f"{self.node}: diffusion_model.{site.path} sees {n.shape[1]} tokens but the control image gives "
+                    f"maps of {sorted(maps)} tokens; the UNet input does not have the sampled latent's size "
+                    f"(area conditioning or a tiled sampler?).")
+            feature_map = feature_map.to(n.dtype)
+            convs = self.layers[site.index].control_convs
+            with torch.no_grad():
+                features = torch.stack([
+                    _conv2d(convs[f][2], F.silu(_conv2d(convs[f][0], feature_map))).flatten(2).transpose(1, 2)
+                    for f in range(self.frames)])  # [F, images, tokens, C]
+            run._features[key] = features
+        index = torch.arange(n.shape[0], device=n.device)
+        image = (index // self.frames) % run.groups_per_chunk if features.shape[1] > 1 else torch.zeros_like(index)
+        return features[index % self.frames, image]
+
+    def with_layer_prompts(self, context: torch.Tensor, extra_options: dict) -> torch.Tensor:
+        """Cross-attention context with frame f's positive samples replaced by that layer's prompt, if it has one."""
+        if not any(p is not None for p in self.layer_prompts):
+            return context
+        prompts = [p for p in self.layer_prompts if p is not None]
+        tokens = math.lcm(context.shape[1], *(p.shape[1] for p in prompts))
+        out = repeat_tokens(context, tokens).clone()
+        positive = positive_samples(extra_options["cond_or_uncond"], context.shape[0], context.device)
+        frame = torch.arange(context.shape[0], device=context.device) % self.frames
+        for f, prompt in enumerate(self.layer_prompts):
+            if prompt is not None:
+                chosen = positive & (frame == f)
+                out[chosen] = repeat_tokens(prompt, tokens).to(out)
+        return out
+
+    # 2. the attention itself
+
+    def attention(self, site: LayerSite, inner: Callable | None, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  extra_options: dict) -> torch.Tensor:
+        call = extra_options.get(_STASH_KEY[site.kind])
+        if call is not None and call.site == site and not call.attended:
+            # attended guards a chain that calls back into this patch: the LoRA terms go in once
+            call.attended = True
+            layer = self.layers[site.index]
+            q = q + per_frame(layer.to_q_lora, call.h_in)
+            k = k + per_frame(layer.to_k_lora, call.context)
+            v = v + per_frame(layer.to_v_lora, call.value)
+        if inner is not None:
+            out = inner(q, k, v, extra_options)
+        else:
+            out = chunked_attention(q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
+                                    transformer_options=extra_options)
+        if call is not None and call.site == site:
+            call.attention_out = out
+        return out
+
+    # 3. after to_out
+
+    def after(self, kind: str, out: torch.Tensor, extra_options: dict) -> torch.Tensor:
+        call = extra_options.pop(_STASH_KEY[kind], None)
+        if call is None:
+            return out
+        if call.attention_out is None:
+            raise LayerStackError(
+                f"{self.node}: the attention of diffusion_model.{call.site.path} did not run through LayerStack's "
+                f"attention patch; a node applied to this model removed it. Apply that node before this one.")
+        layer = self.layers[call.site.index]
+        y = out + per_frame(layer.to_out_lora, call.attention_out)
+        if call.control is not None:
+            y = y + call.control
+        # The reference returns hidden - h with hidden = h + control + attention; then its temporal branch adds on top.
+        return y + temporal_attention(layer, call.h + y, self.frames, extra_options["n_heads"])
+
+    # sampling run
+
+    def prepare_run(self, model_sampling, noise_shape: Sequence[int]) -> SamplingRun:
+        """Checks the batch before anything is sampled and builds this run's state."""
+        batch = int(noise_shape[0])
+        if batch % self.frames:
+            raise node_error(self.node, "latent batch", f"a multiple of {self.frames} ({self.entry.id} generates "
+                             f"{self.frames} frames per image: {', '.join(self.entry.outputs)}); e.g. "
+                             f"{max(self.frames, batch - batch % self.frames)} or {batch + self.frames - batch % self.frames}",
+                             f"{batch}")
+        groups = batch // self.frames
+        control = None
+        if self.control_image is not None:
+            images = self.control_image.shape[0]
+            if images not in (1, groups):
+                raise node_error(self.node, "control image", f"1 image or one per generated set ({groups} = latent "
+                                 f"batch {batch} / {self.frames} frames)", f"{images} images")
+            height, width = int(noise_shape[-2]) * LATENT_SCALE, int(noise_shape[-1]) * LATENT_SCALE
+            fitted = fit_image_to_size(composite_on_grey(self.control_image), width, height, self.resize_mode)
+            control = fitted.movedim(-1, 1).float().cpu()
+        return SamplingRun(model_sampling.percent_to_sigma(self.start_percent),
+                           model_sampling.percent_to_sigma(self.stop_percent), groups, control)
+
+    def install(self, transformer_options: dict) -> None:
+        """Our replace patch at every site, wrapping whatever replace patch is there now (ours stays outermost)."""
+        replace = transformer_options.setdefault("patches_replace", {})
+        for site in self.sites:
+            slots = replace.setdefault(site.kind, {})
+            current = slots.get(site.replace_key)
+            if not (isinstance(current, SharedAttention) and current.sharing is self):
+                slots[site.replace_key] = SharedAttention(self, site, current)
+
+
+class _Patch:
+    def __init__(self, sharing: AttentionSharing):
+        self.sharing = sharing
+
+    def __deepcopy__(self, memo):
+        return self  # immutable; ModelPatcher.clone deep-copies model_options, which must not copy the weights
+
+
+class BeforeAttention(_Patch):
+    """attn1_patch / attn2_patch: (n, context, value, extra_options) -> (n, context, value)."""
+
+    def __init__(self, sharing: AttentionSharing, kind: str):
+        super().__init__(sharing)
+        self.kind = kind
+
+    def __call__(self, n, context, value, extra_options):
+        return self.sharing.before(self.kind, n, context, value, extra_options)
+
+
+class SharedAttention(_Patch):
+    """attn1 / attn2 replace patch of one site: (q, k, v, extra_options) -> attention output before to_out."""
+
+    def __init__(self, sharing: AttentionSharing, site: LayerSite, inner: Callable | None):
+        super().__init__(sharing)
+        self.site = site
+        self.inner = inner
+
+    def __call__(self, q, k, v, extra_options):
+        return self.sharing.attention(self.site, self.inner, q, k, v, extra_options)
+
+
+class AfterAttention(_Patch):
+    """attn1_output_patch / attn2_output_patch: (out, extra_options) -> out."""
+
+    def __init__(self, sharing: AttentionSharing, kind: str):
+        super().__init__(sharing)
+        self.kind = kind
+
+    def __call__(self, out, extra_options):
+        return self.sharing.after(self.kind, out, extra_options)
+
+
+class SamplingWrapper(_Patch):
+    """OUTER_SAMPLE wrapper: per-run state into the run's own model_options (the guider cloned them for this run and
+    restores the originals afterwards, so nothing leaks into the MODEL the node returned)."""
+
+    def __call__(self, executor, noise, *args, **kwargs):
+        guider = executor.class_obj
+        transformer_options = guider.model_options.setdefault("transformer_options", {})
+        transformer_options[RUN_KEY] = self.sharing.prepare_run(guider.model_patcher.model.model_sampling, noise.shape)
+        self.sharing.install(transformer_options)
+        return executor(noise, *args, **kwargs)
+
+
+# --- applying a file to a model --------------------------------------------------------------------------------------
+
+def apply_attention_sharing(model, file_id: str, *, layer_conds: Mapping[str, object] | None = None,
+                            control_image: torch.Tensor | None = None, start_percent: float = 0.0,
+                            stop_percent: float = 1.0, resize_mode: ResizeMode | str = ResizeMode.CROP_AND_RESIZE,
+                            node: str = DEFAULT_NODE, input_names: Mapping[str, str] | None = None):
+    """A clone of `model` (an SD1.5 ModelPatcher) running one of the four attention-sharing files.
+
+    layer_conds: layer name (as in the registry entry's outputs, e.g. "background") -> CONDITIONING or None; that
+    layer's frame uses it instead of the positive prompt. control_image: IMAGE for fg2bg / bg2fg, fitted to the
+    generation size by `resize_mode` when sampling. input_names maps "model", "file", "control_image" and layer names
+    to the calling node's input names, for error messages.
+    """
+    names = {"model": "model", "file": "file", "control_image": "control_image", **(input_names or {})}
+    entry = _attention_sharing_entry(file_id, node, names["file"])
+    _check_model(model, node, names["model"])
+    if not 0.0 <= start_percent <= stop_percent <= 1.0:
+        raise node_error(node, "start_percent / stop_percent", "0 <= start <= stop <= 1",
+                         f"start {start_percent}, stop {stop_percent}")
+    control_image = _check_control_image(entry, control_image, node, names["control_image"])
+    context_dim = int(model.get_model_object("diffusion_model." + registry.SD15_ATTENTION_LAYERS[1]).to_k.in_features)
+    prompts = _layer_prompts(entry, layer_conds or {}, context_dim, node, names)
+
+    def get_attention(path: str) -> nn.Module:
+        return model.get_model_object("diffusion_model." + path)
+
+    state_dict = files.load_layer_file(entry)
+    weights = load_weights(entry, state_dict, get_attention, dtype=compute_dtype(model),
+                           source=files.find_layer_file(entry))
+    sharing = AttentionSharing(entry, weights, node=node, layer_prompts=prompts, control_image=control_image,
+                               resize_mode=ResizeMode(resize_mode), start_percent=float(start_percent),
+                               stop_percent=float(stop_percent))
+    return attach(model, sharing)
+
+
+def attach(model, sharing: AttentionSharing):
+    """The patched clone: weights as an additional model (ComfyUI loads and offloads them with the UNet), the
+    transformer patches and the sampling wrapper."""
+    import comfy.model_patcher
+    import comfy.patcher_extension
+
+    patched = model.clone()
+    weights_patcher = comfy.model_patcher.ModelPatcher(sharing.weights, load_device=model.load_device,
+                                                       offload_device=model.offload_device)
+    patched.set_additional_models(OWNER_KEY, [weights_patcher])
+    add_patches(patched.model_options["transformer_options"], sharing)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OWNER_KEY, SamplingWrapper(sharing))
+    return patched
+
+
+def add_patches(transformer_options: dict, sharing: AttentionSharing) -> None:
+    """The before/after patches (appended, as ModelPatcher.set_model_patch does) and the 32 replace patches."""
+    patches = transformer_options.setdefault("patches", {})
+    for kind in ("attn1", "attn2"):
+        patches[f"{kind}_patch"] = patches.get(f"{kind}_patch", []) + [BeforeAttention(sharing, kind)]
+        patches[f"{kind}_output_patch"] = patches.get(f"{kind}_output_patch", []) + [AfterAttention(sharing, kind)]
+    sharing.install(transformer_options)
+
+
+def compute_dtype(model) -> torch.dtype:
+    """The dtype the UNet computes in (its manual-cast dtype when weights are stored in another one)."""
+    base = model.model
+    return getattr(base, "manual_cast_dtype", None) or base.get_dtype()
+
+
+def _attention_sharing_entry(file_id: str, node: str, input_name: str) -> registry.LayerFile:
+    try:
+        entry = registry.get(file_id)
+    except KeyError:
+        entry = None
+    if entry is None or entry.kind is not registry.Kind.ATTENTION_SHARING:
+        allowed = ", ".join(f.id for f in registry.files_of(kind=registry.Kind.ATTENTION_SHARING))
+        got = f"{file_id!r}" + (f" ({entry.describe()})" if entry else " (not an official file)")
+        raise node_error(node, input_name, f"an SD1.5 attention-sharing file ({allowed})", got)
+    return entry
+
+
+def _check_model(model, node: str, input_name: str) -> None:
+    family = registry.family_of_model(model)
+    if family is not registry.Family.SD15:
+        raise node_error(node, input_name, "an SD1.5 model (attention-sharing files exist for SD1.5 only)",
+                         f"a {registry.model_type_name(model)} model")
+    if model.get_additional_models_with_key(OWNER_KEY):
+        raise node_error(node, input_name, "a model without SD1.5 attention sharing",
+                         "a model that already has it (apply one attention-sharing node per model)")
+
+
+def _check_control_image(entry: registry.LayerFile, image, node: str, input_name: str) -> torch.Tensor | None:
+    if not entry.uses_control:
+        if image is not None:
+            raise node_error(node, input_name, f"no control image ({entry.id} takes none)", "an image")
+        return None
+    if image is None:
+        raise node_error(node, input_name, f"the {entry.inputs[0]} image {entry.id} generates from", "nothing")
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
+        got = f"shape {list(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
+        raise node_error(node, input_name, "an IMAGE [batch, height, width, 3 or 4]", got)
+    return image
+
+
+def _layer_prompts(entry: registry.LayerFile, layer_conds: Mapping[str, object], context_dim: int, node: str,
+                   names: Mapping[str, str]) -> list[torch.Tensor | None]:
+    unknown = sorted(set(layer_conds) - set(entry.outputs))
+    if unknown:
+        raise node_error(node, "layer_conds", f"prompts for the layers {entry.id} generates ({', '.join(entry.outputs)})",
+                         f"{', '.join(unknown)}")
+    prompts = []
+    for layer in entry.outputs:
+        cond = layer_conds.get(layer)
+        prompts.append(None if cond is None else prompt_embedding(cond, context_dim, node, names.get(layer, layer)))
+    return prompts
+
+
+def prompt_embedding(cond, context_dim: int, node: str, input_name: str) -> torch.Tensor:
+    """The text embedding [1, tokens, context_dim] of a single-prompt CONDITIONING."""
+    if isinstance(cond, torch.Tensor):
+        embedding = cond
+    else:
+        if not isinstance(cond, (list, tuple)) or not cond or not isinstance(cond[0], (list, tuple)):
+            raise node_error(node, input_name, "a CONDITIONING", type(cond).__name__)
+        if len(cond) != 1:
+            raise node_error(node, input_name, "a single prompt (one conditioning entry)",
+                             f"{len(cond)} entries (combined or concatenated conditionings cannot replace one layer's "
+                             f"prompt)")
+        embedding = cond[0][0]
+    if not isinstance(embedding, torch.Tensor) or embedding.ndim != 3 or embedding.shape[0] != 1 \
+            or embedding.shape[2] != context_dim:
+        got = f"shape {list(embedding.shape)}" if isinstance(embedding, torch.Tensor) else type(embedding).__name__
+        raise node_error(node, input_name, f"an SD1.5 text embedding [1, tokens, {context_dim}]", got)
+    return embedding.detach()
