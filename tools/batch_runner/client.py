@@ -105,6 +105,16 @@ class ComfyClient:
         body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
         resp = self._request("POST", "/prompt", json=body)
         if resp.status_code == 200:
+            try:
+                node_errors = resp.json().get("node_errors")
+            except (ValueError, AttributeError):
+                node_errors = None
+            if node_errors:
+                # ComfyUI queues the outputs that passed validation and drops the rest silently: a job missing
+                # outputs is a failed job, so take it off the queue and report the dropped nodes.
+                self.interrupt(prompt_id)
+                answer = {"error": {"message": "Some outputs failed validation"}, "node_errors": node_errors}
+                raise JobFailed(format_prompt_error(answer), {"stage": "validation", **answer})
             return
         try:
             answer = resp.json()
