@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import layer_files
+from . import alpha, layer_files, save, stack
 
-NODE_MODULES = (layer_files,)
+NODE_MODULES = (layer_files, stack, alpha, save)
 
 
 def all_nodes() -> list[type]:

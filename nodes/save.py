@@ -1,0 +1,129 @@
+"""Output nodes that write deliverables: layered PSD files and RGBA PNG files, into ComfyUI's output folder.
+
+Names follow ComfyUI's SaveImage: '<prefix>_<counter:05>_.<ext>', the prefix may contain subfolders and
+%width% / %height% / %year% ... / %batch_num%. A prefix that would leave the output folder is refused, and an existing
+file is never replaced (the counter moves on instead).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import BinaryIO
+
+import folder_paths
+import torch
+from comfy.cli_args import args
+from comfy_api.latest import io, ui
+
+from ..errors import LayerStackError
+from ..layer_stack import compositing, files
+from ..layer_stack.inputs import rgb_and_alpha
+from ..layer_stack.output_paths import check_folder, check_prefix, write_new_file
+from .alpha import alpha_input, image_input
+from .common import CATEGORY, schema
+from .stack import STACK_TOOLTIP, LayerStackType, check_stack
+
+SAVE_CATEGORY = f"{CATEGORY}/save"
+
+PREFIX_TOOLTIP = (
+    "File name prefix inside the output folder; may include subfolders (e.g. 'LayerStack/portrait') and "
+    "%width%, %height%, %year%, %month%, %day%, %batch_num%. Files are never overwritten."
+)
+
+
+def save_batch(
+    node: str,
+    prefix: str,
+    extension: str,
+    width: int,
+    height: int,
+    writers: list[Callable[[BinaryIO], None]],
+) -> list[dict]:
+    """Write one new file per writer into the output folder; returns SaveImage-style {filename, subfolder, type}."""
+    output_dir = folder_paths.get_output_directory()
+    check_prefix(prefix, output_dir, node)
+    try:
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, output_dir, width, height)
+    except Exception as e:  # ComfyUI raises a bare Exception for a prefix outside the output folder
+        raise LayerStackError(f"{node}: input 'filename_prefix' was refused by ComfyUI: {e}") from e
+    check_folder(folder, output_dir, node)
+    results = []
+    for batch_number, write in enumerate(writers):
+        stem = filename.replace("%batch_num%", str(batch_number))
+        name, used = write_new_file(folder, lambda n, stem=stem: f"{stem}_{n:05}_.{extension}", counter, write)
+        results.append(ui.SavedResult(name, subfolder, io.FolderType.output))
+        counter = used + 1
+    return results
+
+
+def png_text(cls: type[io.ComfyNode]) -> dict[str, str]:
+    """The prompt/workflow text chunks ComfyUI's SaveImage embeds (none with --disable-metadata)."""
+    if args.disable_metadata or cls.hidden is None:
+        return {}
+    text = {}
+    if cls.hidden.prompt is not None:
+        text["prompt"] = json.dumps(cls.hidden.prompt)
+    for key, value in (cls.hidden.extra_pnginfo or {}).items():
+        text[key] = json.dumps(value)
+    return text
+
+
+class LayerStackSavePSD(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackSavePSD",
+            display_name="Save Layer Stack (PSD)",
+            category=SAVE_CATEGORY,
+            description="Writes one layered PSD per picture: one pixel layer per stack layer (bottom to top, with "
+            "its name, visibility and alpha) and the composite as the merged image. Opens in Photoshop, Krita, GIMP "
+            "and Photopea.",
+            inputs=[
+                LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
+                io.String.Input("filename_prefix", default="LayerStack/layers", tooltip=PREFIX_TOOLTIP),
+            ],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, stack, filename_prefix) -> io.NodeOutput:
+        node = "LayerStackSavePSD"
+        stack = check_stack(stack, node)
+        writers = [lambda out, i=i: files.write_psd(stack, i, out) for i in range(stack.batch_size)]
+        saved = save_batch(node, filename_prefix, "psd", stack.width, stack.height, writers)
+        rgb, alpha = compositing.composite(stack)
+        preview = ui.PreviewImage(torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1), cls=cls)
+        # 'psd' lists the files (/view serves them); 'images' shows the composites, since browsers cannot show PSD.
+        return io.NodeOutput(ui={**preview.as_dict(), "psd": saved})
+
+
+class LayerStackSaveRGBA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackSaveRGBA",
+            display_name="Save RGBA PNG",
+            category=SAVE_CATEGORY,
+            description="Writes transparent PNGs (straight alpha) with the prompt and workflow embedded like "
+            "ComfyUI's Save Image.",
+            inputs=[
+                image_input(), alpha_input(),
+                io.String.Input("filename_prefix", default="LayerStack/rgba", tooltip=PREFIX_TOOLTIP),
+            ],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, image, filename_prefix, alpha=None) -> io.NodeOutput:
+        node = "LayerStackSaveRGBA"
+        rgb, a = rgb_and_alpha(image, alpha, node, alpha_required=True)
+        text = png_text(cls)
+        writers = [lambda out, i=i: files.write_rgba_png(rgb[i], a[i], out, text) for i in range(rgb.shape[0])]
+        saved = save_batch(node, filename_prefix, "png", rgb.shape[2], rgb.shape[1], writers)
+        return io.NodeOutput(ui=ui.SavedImages(saved))
+
+
+NODES = [LayerStackSavePSD, LayerStackSaveRGBA]

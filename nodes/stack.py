@@ -1,0 +1,229 @@
+"""Nodes that build, inspect, composite and preview layer stacks (socket type LAYER_STACK).
+
+The stack convention (bottom-to-top order, straight alpha, 1 = opaque, hidden layers) is in layer_stack/stack.py.
+"""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io, ui
+
+from ..errors import node_error
+from ..layer_stack import compositing
+from ..layer_stack.inputs import rgb_and_alpha, same_size_and_batch
+from ..layer_stack.stack import Layer, LayerStack, make_layer
+from ..layer_stack.text2layer import text2layer_stack
+from .common import CATEGORY, schema
+
+LayerStackType = io.Custom("LAYER_STACK")
+
+STACK_CATEGORY = f"{CATEGORY}/stack"
+
+# What a connected MASK means. Our decode nodes output alpha; LoadImage outputs its inverse.
+MASK_IS_ALPHA = "alpha (1 = opaque)"
+MASK_IS_LOADIMAGE = "LoadImage mask (1 = transparent)"
+MASK_MEANINGS = [MASK_IS_ALPHA, MASK_IS_LOADIMAGE]
+
+MASK_MEANING_TOOLTIP = (
+    "How to read the connected MASK. 'alpha (1 = opaque)': the LayerStack decode nodes' MASK and Text2Layer's layer "
+    "mask m. 'LoadImage mask (1 = transparent)': the MASK of ComfyUI's LoadImage and SplitImageWithAlpha, which is "
+    "1 - alpha."
+)
+STACK_TOOLTIP = (
+    "A layer stack: named layers, bottom to top, each straight (un-premultiplied) RGB plus alpha (1 = opaque); "
+    "hidden layers are kept but not composited."
+)
+
+
+def rgba_outputs(subject: str) -> list[io.Output]:
+    """The IMAGE + alpha MASK pair every node that hands out a transparent picture returns."""
+    return [
+        io.Image.Output(display_name="image", tooltip=f"{subject}: straight RGB."),
+        io.Mask.Output(display_name="alpha", tooltip=f"{subject}: alpha (1 = opaque; the inverse of LoadImage's mask)."),
+    ]
+
+
+def mask_meaning_input() -> io.Combo.Input:
+    return io.Combo.Input("mask_meaning", options=MASK_MEANINGS, default=MASK_IS_ALPHA, tooltip=MASK_MEANING_TOOLTIP)
+
+
+class LayerStackFromText2Layer(io.ComfyNode):
+    """Text2Layer's (foreground, background, mask) contract as a stack; accepts decode outputs or plain IMAGE/MASK."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackFromText2Layer",
+            display_name="Layer Stack (Foreground + Background)",
+            category=STACK_CATEGORY,
+            description="Builds Text2Layer's two-layer image as a stack: background (opaque, bottom), foreground with "
+            "its mask as alpha, and optionally the model's own blended image and the mask as hidden layers. The "
+            "stack's composite is mask*foreground + (1 - mask)*background.",
+            inputs=[
+                io.Image.Input("foreground", tooltip="Foreground colours: RGB with a mask, or RGBA (alpha last)."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="The foreground's mask; see mask_meaning. Leave unconnected for an RGBA "
+                              "foreground."),
+                mask_meaning_input(),
+                io.Image.Input("background", optional=True, tooltip="Background (opaque); same size as foreground."),
+                io.Image.Input("blended", optional=True,
+                               tooltip="The model's own blended image (e.g. LayerDiffuse fg2ble, joint); kept as a "
+                               "hidden layer for reference."),
+                io.Boolean.Input("include_mask_layer", default=True,
+                                 tooltip="Also keep the mask as a hidden grey layer named 'mask' (for PSD files)."),
+            ],
+            outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
+        )
+
+    @classmethod
+    def execute(cls, foreground, mask_meaning, include_mask_layer, mask=None, background=None,
+                blended=None) -> io.NodeOutput:
+        node = "LayerStackFromText2Layer"
+        fg_rgb, fg_alpha = rgb_and_alpha(foreground, mask, node, "foreground", "mask",
+                                         mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE, alpha_required=True)
+        images = {"foreground": fg_rgb, "mask": fg_alpha}
+        if background is not None:
+            images["background"], _ = rgb_and_alpha(background, None, node, "background")
+        if blended is not None:
+            images["blended"], _ = rgb_and_alpha(blended, None, node, "blended")
+        images = same_size_and_batch(images, node, reference="foreground")
+        stack = text2layer_stack(images["foreground"], images["mask"], images.get("background"),
+                                 images.get("blended"), include_mask_layer)
+        return io.NodeOutput(stack)
+
+
+class LayerStackAddLayer(io.ComfyNode):
+    """Puts one IMAGE (+ MASK) on top of a stack, or starts a stack; chain it for any number of layers."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackAddLayer",
+            display_name="Add Layer to Stack",
+            category=STACK_CATEGORY,
+            description="Adds an image as a new top layer of a stack (or starts a new stack when none is connected). "
+            "The alpha comes from the mask, or from an RGBA image, or else the layer is opaque.",
+            inputs=[
+                LayerStackType.Input("stack", optional=True, tooltip="The stack to add to; empty = a new stack."),
+                io.Image.Input("image", tooltip="The layer's colours: RGB, or RGBA (alpha last)."),
+                io.Mask.Input("mask", optional=True, tooltip="The layer's mask; see mask_meaning."),
+                mask_meaning_input(),
+                io.String.Input("name", default="layer", tooltip="Layer name (unique in the stack; PSD layer name)."),
+                io.Boolean.Input("visible", default=True,
+                                 tooltip="Hidden layers are kept (and written to PSD) but not composited."),
+            ],
+            outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
+        )
+
+    @classmethod
+    def execute(cls, image, mask_meaning, name, visible, stack=None, mask=None) -> io.NodeOutput:
+        node = "LayerStackAddLayer"
+        rgb, alpha = rgb_and_alpha(image, mask, node, "image", "mask",
+                                   mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
+        if not name.strip():
+            raise node_error(node, "name", "a non-empty layer name", repr(name))
+        if stack is None:
+            return io.NodeOutput(LayerStack((make_layer(name, rgb, alpha, visible),)))
+        stack = check_stack(stack, node)
+        if name in stack.names:
+            raise node_error(node, "name", f"a name not already in the stack {stack.names}", repr(name))
+        if (rgb.shape[1], rgb.shape[2]) != (stack.height, stack.width):
+            raise node_error(node, "image", f"height x width {stack.height}x{stack.width} (the stack's size)",
+                             f"{rgb.shape[1]}x{rgb.shape[2]}")
+        stack, rgb, alpha = _match_stack_batch(stack, rgb, alpha, node)
+        return io.NodeOutput(stack.with_layer_on_top(make_layer(name, rgb, alpha, visible)))
+
+
+class LayerStackComposite(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackComposite",
+            display_name="Composite Layer Stack",
+            category=STACK_CATEGORY,
+            description="Flattens the visible layers, bottom to top, with Porter-Duff 'over' on straight alpha. "
+            "For a foreground over an opaque background this is mask*foreground + (1 - mask)*background.",
+            inputs=[LayerStackType.Input("stack", tooltip=STACK_TOOLTIP)],
+            outputs=rgba_outputs("The composite"),
+        )
+
+    @classmethod
+    def execute(cls, stack) -> io.NodeOutput:
+        rgb, alpha = compositing.composite(check_stack(stack, "LayerStackComposite"))
+        return io.NodeOutput(rgb, alpha)
+
+
+class LayerStackGetLayer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackGetLayer",
+            display_name="Get Layer from Stack",
+            category=STACK_CATEGORY,
+            description="Takes one layer out of a stack by name, as RGB + alpha.",
+            inputs=[
+                LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
+                io.String.Input("name", default="foreground",
+                                tooltip="The layer's name, e.g. foreground, background, blended, mask."),
+            ],
+            outputs=rgba_outputs("The layer"),
+        )
+
+    @classmethod
+    def execute(cls, stack, name) -> io.NodeOutput:
+        node = "LayerStackGetLayer"
+        stack = check_stack(stack, node)
+        if name not in stack.names:
+            raise node_error(node, "name", f"one of the stack's layer names {stack.names}", repr(name))
+        layer = stack.get(name)
+        return io.NodeOutput(layer.rgb, layer.alpha)
+
+
+class LayerStackPreview(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackPreview",
+            display_name="Preview Layer Stack",
+            category=STACK_CATEGORY,
+            description="Shows the composite and then every layer (top to bottom, hidden ones too) on a backdrop.",
+            inputs=[
+                LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
+                io.Combo.Input("backdrop", options=list(compositing.BACKDROPS), default="checkerboard",
+                               tooltip="What transparent areas show."),
+            ],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, stack, backdrop) -> io.NodeOutput:
+        stack = check_stack(stack, "LayerStackPreview")
+        pictures = [compositing.composite(stack)] + [(layer.rgb, layer.alpha) for layer in reversed(stack.layers)]
+        # Picture by picture: composite, then its layers, so each batch item's previews sit together.
+        flat = torch.stack([compositing.flatten(rgb, alpha, backdrop) for rgb, alpha in pictures], dim=1)
+        return io.NodeOutput(ui=ui.PreviewImage(flat.flatten(0, 1), cls=cls))
+
+
+def check_stack(stack: object, node: str, input_name: str = "stack") -> LayerStack:
+    if not isinstance(stack, LayerStack):
+        raise node_error(node, input_name, "a LAYER_STACK", f"a {type(stack).__name__}")
+    return stack
+
+
+def _match_stack_batch(stack: LayerStack, rgb: torch.Tensor, alpha: torch.Tensor, node: str):
+    """A batch-1 side is repeated to the other side's batch size."""
+    if rgb.shape[0] == stack.batch_size:
+        return stack, rgb, alpha
+    if rgb.shape[0] == 1:
+        n = stack.batch_size
+        return stack, rgb.expand(n, -1, -1, -1), alpha.expand(n, -1, -1)
+    if stack.batch_size == 1:
+        n = rgb.shape[0]
+        layers = tuple(Layer(layer.name, layer.rgb.expand(n, -1, -1, -1).contiguous(),
+                             layer.alpha.expand(n, -1, -1).contiguous(), layer.visible) for layer in stack.layers)
+        return LayerStack(layers), rgb, alpha
+    raise node_error(node, "image", f"batch size 1 or {stack.batch_size} (the stack's)", str(rgb.shape[0]))
+
+
+NODES = [LayerStackFromText2Layer, LayerStackAddLayer, LayerStackComposite, LayerStackGetLayer, LayerStackPreview]
