@@ -188,12 +188,12 @@ class LayerStackFlatten(io.ComfyNode):
         return io.NodeOutput(compositing.flatten(rgb, a, backdrop))
 
 
-class LayerStackPreviewRGBA(io.ComfyNode):
+class LayerStackPreviewOnBackdrop(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackPreviewRGBA",
-            display_name="Preview RGBA",
+            node_id="LayerStackPreviewOnBackdrop",
+            display_name="Preview RGBA on Backdrop",
             category=ALPHA_CATEGORY,
             description="Shows transparent images on a checkerboard, black, white or grey backdrop, on all of "
             "checkerboard/black/white side by side ('all'), or as RGBA PNGs ('transparent').",
@@ -204,7 +204,7 @@ class LayerStackPreviewRGBA(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, backdrop, alpha=None) -> io.NodeOutput:
-        rgb, a = rgb_and_alpha(image, alpha, "LayerStackPreviewRGBA", alpha_required=True)
+        rgb, a = rgb_and_alpha(image, alpha, "LayerStackPreviewOnBackdrop", alpha_required=True)
         if backdrop == "transparent":
             pictures = torch.cat([rgb, a.unsqueeze(-1)], dim=-1)
         elif backdrop == "all":
@@ -217,5 +217,5 @@ class LayerStackPreviewRGBA(io.ComfyNode):
 
 NODES = [
     LayerStackPremultiply, LayerStackUnpremultiply, LayerStackResizeRGBA, LayerStackResizeStack,
-    LayerStackCleanEdges, LayerStackFlatten, LayerStackPreviewRGBA,
+    LayerStackCleanEdges, LayerStackFlatten, LayerStackPreviewOnBackdrop,
 ]

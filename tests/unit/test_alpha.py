@@ -170,6 +170,6 @@ def test_preview_rgba_node_backdrops(comfy_host, tmp_path, monkeypatch):
     monkeypatch.setattr(folder_paths, "get_temp_directory", lambda: str(tmp_path))
     rgb, alpha, _ = rgba_picture(32, 40)
     for backdrop, mode, width in (("all", "RGB", 120), ("transparent", "RGBA", 40), ("checkerboard", "RGB", 40)):
-        images = alpha_nodes.LayerStackPreviewRGBA.execute(image=rgb, alpha=alpha, backdrop=backdrop).ui.as_dict()
+        images = alpha_nodes.LayerStackPreviewOnBackdrop.execute(image=rgb, alpha=alpha, backdrop=backdrop).ui.as_dict()
         with Image.open(tmp_path / images["images"][0]["subfolder"] / images["images"][0]["filename"]) as im:
             assert (im.mode, im.size) == (mode, (width, 32))
