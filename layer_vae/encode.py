@@ -1,0 +1,32 @@
+"""Transparent encode (layerdiffuse.md §6.2): an RGBA image -> a latent the transparent decoder
+turns back into the same RGBA.
+
+The ordinary VAE encodes the image composited on mid-grey; the offset encoder reads
+[alpha, padded RGB] and moves the VAE posterior mean by ``std * offset * multiplier``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .pad_rgb import pad_rgb
+
+# Background the ordinary VAE sees under transparent pixels (0 in the VAE's [-1, 1] range).
+GREY = 0.5
+
+
+def composite_on_grey(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """rgb [B,3,H,W], alpha [B,1,H,W] in [0,1] -> straight-alpha image over mid-grey."""
+    return rgb * alpha + GREY * (1.0 - alpha)
+
+
+def offset_encoder_input(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """[B,4,H,W] = [alpha, padded R, G, B]: the order the SD1.5/SDXL offset encoders were trained on."""
+    return torch.cat([alpha.float(), pad_rgb(rgb, alpha)], dim=1)
+
+
+def offset_latent(mean: torch.Tensor, std: torch.Tensor, offset: torch.Tensor, multiplier: float = 1.0) -> torch.Tensor:
+    """Raw latent = posterior mean + posterior std * offset * multiplier (no sampling)."""
+    if offset.shape != mean.shape:
+        raise ValueError(f"offset {list(offset.shape)} does not match the VAE latent {list(mean.shape)}")
+    return mean + std * offset.to(mean.dtype) * multiplier

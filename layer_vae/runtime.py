@@ -1,0 +1,292 @@
+"""The decoder and encoder under ComfyUI's model management: loading the official files, the
+LAYER_VAE socket value, and the decode/encode entry points the nodes call.
+
+ComfyUI is imported inside functions only (layer_vae stays importable without it).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from ..errors import LayerStackError
+from ..models import files, registry
+from ..models.registry import Family
+from . import decode as decode_mod
+from . import encode as encode_mod
+from .offset_encoder import LatentTransparencyOffsetEncoder
+from .state_dict import load_strict
+from .unet1024 import SIZE_MULTIPLE, UNet1024
+from .vae_posterior import vae_posterior
+
+log = logging.getLogger("layerstack")
+
+# Peak activation memory of one UNet1024 sample, in bytes per pixel: about 480 feature channels
+# in the network dtype (measured ~450 in fp32 on CPU) plus the fp32 pass results and median.
+ACTIVATION_CHANNELS = 480
+RESULT_BYTES_PER_PIXEL = 64
+PASSES_CHOICES = (8, 4, 2, 1)
+ENCODE_BATCH = 8  # the offset encoder is small; this only bounds its activations
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """fp16, else bf16, else fp32, as ComfyUI decides for VAEs on this device (honours --fp32-vae etc.)."""
+    import comfy.model_management as mm
+
+    return mm.vae_dtype(device, [torch.float16, torch.bfloat16])
+
+
+def _comfy_ops():
+    import comfy.ops
+
+    # Layers that can stream weights under --lowvram; no random init (the file fills them).
+    return comfy.ops.disable_weight_init
+
+
+def managed(module: torch.nn.Module, dtype: Optional[torch.dtype] = None):
+    """Wrap a module for comfy.model_management (loaded to the torch device on use, offloaded after)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    load_device = mm.vae_device()
+    module.to(device=mm.vae_offload_device(), dtype=dtype or compute_dtype(load_device)).eval()
+    module.requires_grad_(False)
+    return comfy.model_patcher.ModelPatcher(module, load_device=load_device, offload_device=mm.vae_offload_device())
+
+
+def decoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None):
+    with torch.device("meta"):
+        net = UNet1024(ops=_comfy_ops())
+    load_strict(net, state_dict, source=source, what="UNet1024 transparent decoder", assign=True)
+    return managed(net, dtype)
+
+
+def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None):
+    with torch.device("meta"):
+        net = LatentTransparencyOffsetEncoder(ops=_comfy_ops())
+    load_strict(net, state_dict, source=source, what="latent-transparency offset encoder", assign=True)
+    return managed(net, dtype)
+
+
+@dataclass(eq=False)
+class TransparentVAE:
+    """The LAYER_VAE socket value: the decoder/encoder pair of one family.
+
+    Each network is read from its official file on first use and then kept (ComfyUI caches the
+    loader's output, so a workflow reads each file once). Either may also be given directly.
+    """
+
+    family: Family
+    download: bool = False
+    _decoder: Any = field(default=None, repr=False)
+    _encoder: Any = field(default=None, repr=False)
+
+    @property
+    def decoder_file(self) -> registry.LayerFile:
+        return registry.decoder_for(self.family)
+
+    @property
+    def encoder_file(self) -> registry.LayerFile:
+        return registry.encoder_for(self.family)
+
+    def decoder(self):
+        if self._decoder is None:
+            self._decoder = self._read(self.decoder_file, decoder_from_state_dict)
+        return self._decoder
+
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = self._read(self.encoder_file, encoder_from_state_dict)
+        return self._encoder
+
+    def _read(self, entry: registry.LayerFile, build):
+        state_dict = files.load_layer_file(entry, download=self.download)
+        return build(state_dict, source=_source(entry))
+
+
+def _source(entry: registry.LayerFile) -> str:
+    try:
+        return files.find_layer_file(entry)
+    except LayerStackError:
+        return entry.filename
+
+
+# --- checks shared by the decode nodes ---------------------------------------------------------------------------------
+
+
+def check_decode_inputs(node: str, images: torch.Tensor, samples: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (3, 4):
+        got = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise LayerStackError(f"{node}: input 'images' expected an IMAGE [B,H,W,3], got {got}.")
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.shape[1] != 4:
+        got = list(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+        raise LayerStackError(
+            f"{node}: input 'samples' expected an SD1.5/SDXL LATENT [B,4,H/8,W/8], got {got} "
+            "(other model families' latents cannot be decoded with the transparent decoder)."
+        )
+    b, h, w, _ = images.shape
+    lb, _, lh, lw = samples.shape
+    if (h, w) != (lh * 8, lw * 8):
+        raise LayerStackError(
+            f"{node}: the image is {w}x{h} but the latent is {lw}x{lh} (= {lw * 8}x{lh * 8} pixels). Connect the "
+            "LATENT the image was VAE-decoded from; after upscaling an image, upscale or re-encode the latent too."
+        )
+    if b != lb:
+        raise LayerStackError(
+            f"{node}: input 'images' has {b} images but 'samples' has {lb} latents; they must be the same batch "
+            "(the images decoded from these latents)."
+        )
+
+
+def bytes_per_sample(height: int, width: int, dtype: torch.dtype) -> int:
+    import comfy.model_management as mm
+
+    h = -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE
+    w = -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE
+    return h * w * (ACTIVATION_CHANNELS * mm.dtype_size(dtype) + RESULT_BYTES_PER_PIXEL)
+
+
+def decode(
+    tvae: TransparentVAE,
+    images: torch.Tensor,
+    samples: torch.Tensor,
+    *,
+    node: str,
+    passes: int = 8,
+    sub_batch_size: Optional[int] = None,
+) -> torch.Tensor:
+    """IMAGE [B,H,W,3] + raw LATENT samples -> [B,H,W,4] (alpha first) fp32 on the intermediate device.
+
+    ``sub_batch_size``: UNet samples per forward call (one image pass = one sample); None picks it
+    from free memory. Out of memory halves it and retries.
+    """
+    import comfy.model_management as mm
+    import comfy.utils
+
+    check_decode_inputs(node, images, samples)
+    if passes not in PASSES_CHOICES:
+        raise LayerStackError(f"{node}: input 'passes' expected one of {PASSES_CHOICES}, got {passes}.")
+    patcher = tvae.decoder()
+    device = patcher.load_device
+    dtype = next(patcher.model.parameters()).dtype
+    batch, height, width, _ = images.shape
+    per_sample = bytes_per_sample(height, width, dtype)
+    mm.load_models_gpu([patcher], memory_required=per_sample * min(batch * passes, 16))
+    if sub_batch_size is None:
+        sub_batch_size = max(1, int(mm.get_free_memory(device) / per_sample))
+
+    pixel = images[..., :3].movedim(-1, 1)
+    square = -(-height // SIZE_MULTIPLE) == -(-width // SIZE_MULTIPLE)
+    while True:
+        _, calls = decode_mod.plan_forward_calls(batch, passes, square, sub_batch_size)
+        bar = comfy.utils.ProgressBar(calls)
+        try:
+            out = decode_mod.decode_augmented(
+                patcher.model,
+                pixel,
+                samples,
+                passes=passes,
+                max_batch=sub_batch_size,
+                device=device,
+                dtype=dtype,
+                output_device=mm.intermediate_device(),
+                on_forward=functools.partial(bar.update, 1),
+                check_interrupt=mm.throw_exception_if_processing_interrupted,
+            )
+            return out.movedim(1, -1)
+        except mm.OOM_EXCEPTION:
+            if sub_batch_size <= 1:
+                raise
+            sub_batch_size = max(1, sub_batch_size // 2)
+            log.warning("LayerStack %s: out of memory, retrying with %d samples per call", node, sub_batch_size)
+            mm.soft_empty_cache()
+
+
+# --- encode ---------------------------------------------------------------------------------------------------------
+
+
+def split_rgba(node: str, image: torch.Tensor, mask: Optional[torch.Tensor], mask_is_alpha: bool):
+    """IMAGE [B,H,W,3|4] + optional MASK -> (rgb [B,3,H,W], alpha [B,1,H,W]) in [0,1]."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
+        got = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise LayerStackError(f"{node}: input 'image' expected an IMAGE [B,H,W,3] or RGBA [B,H,W,4], got {got}.")
+    b, h, w, c = image.shape
+    if mask is not None:
+        if mask.ndim == 2:
+            mask = mask.unsqueeze(0)
+        if mask.ndim != 3 or tuple(mask.shape[1:]) != (h, w) or mask.shape[0] not in (1, b):
+            raise LayerStackError(
+                f"{node}: input 'mask' expected a MASK of {w}x{h} with 1 or {b} entries, got {list(mask.shape)}."
+            )
+        alpha = mask if mask_is_alpha else 1.0 - mask
+        alpha = alpha.expand(b, h, w)
+    elif c == 4:
+        alpha = image[..., 3]
+    else:
+        raise LayerStackError(
+            f"{node}: no alpha: connect 'mask' or give a 4-channel RGBA 'image' (got a 3-channel image and no mask)."
+        )
+    rgb = image[..., :3].movedim(-1, 1).float().clamp(0, 1)
+    return rgb, alpha.unsqueeze(1).float().clamp(0, 1).to(rgb.device)
+
+
+@torch.no_grad()
+def encode(
+    tvae: TransparentVAE,
+    vae,
+    rgb: torch.Tensor,
+    alpha: torch.Tensor,
+    *,
+    node: str,
+    multiplier: float = 1.0,
+) -> torch.Tensor:
+    """RGBA (rgb [B,3,H,W], alpha [B,1,H,W]) -> raw latent [B,4,H/8,W/8] for KSampler.
+
+    The image is cropped to a multiple of 8 the way ComfyUI's VAEEncode crops.
+    """
+    import comfy.model_management as mm
+
+    rgba = torch.cat([rgb, alpha], dim=1).movedim(1, -1)
+    rgba = vae.vae_encode_crop_pixels(rgba)
+    if rgba.shape[1] < 8 or rgba.shape[2] < 8:
+        raise LayerStackError(
+            f"{node}: input 'image' expected at least 8x8 pixels, got {rgba.shape[2]}x{rgba.shape[1]}."
+        )
+    rgb, alpha = rgba[..., :3].movedim(-1, 1), rgba[..., 3:].movedim(-1, 1)
+
+    mean, std = vae_posterior(vae, encode_mod.composite_on_grey(rgb, alpha).movedim(1, -1), node=node)
+
+    patcher = tvae.encoder()
+    device = patcher.load_device
+    dtype = next(patcher.model.parameters()).dtype
+    mm.load_models_gpu([patcher])
+    offsets = []
+    for start in range(0, rgb.shape[0], ENCODE_BATCH):
+        mm.throw_exception_if_processing_interrupted()
+        part = slice(start, start + ENCODE_BATCH)
+        x = encode_mod.offset_encoder_input(rgb[part], alpha[part])
+        offsets.append(patcher.model(x.to(device=device, dtype=dtype)).float().to(mean.device))
+    return encode_mod.offset_latent(mean, std, torch.cat(offsets), multiplier)
+
+
+def family_from(node: str, family_name: str, model=None) -> Family:
+    """The family of a connected MODEL, else the explicit choice."""
+    if model is not None:
+        family = registry.family_of_model(model)
+        if family is None:
+            raise LayerStackError(
+                f"{node}: input 'model' expected an SD1.5 or SDXL model (the transparent VAE exists only for these), "
+                f"got {registry.model_type_name(model)}."
+            )
+        return family
+    try:
+        return Family(family_name)
+    except ValueError:
+        raise LayerStackError(
+            f"{node}: input 'family' expected one of {[f.value for f in Family]}, got {family_name!r}."
+        ) from None
