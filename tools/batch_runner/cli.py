@@ -87,6 +87,22 @@ def _load_object_info(args, clients: list[ComfyClient]) -> dict:
     return clients[0].object_info()
 
 
+def _reachable(clients: list[ComfyClient]) -> list[ComfyClient]:
+    """Servers that answer now; the others are left out with a warning (none answering is an error)."""
+    alive, reasons = [], []
+    for client in clients:
+        try:
+            client.system_stats()
+            alive.append(client)
+        except ServerUnavailable as exc:
+            reasons.append(str(exc))
+            if len(clients) > 1:
+                _warn(f"leaving out {client.url}: {exc}")
+    if not alive:
+        raise ServerUnavailable("no server answered: " + "; ".join(reasons))
+    return alive
+
+
 def _main(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise BatchError(f"--limit: expected a positive number of jobs, got {args.limit}")
@@ -138,6 +154,7 @@ def _main(args) -> int:
         return 0
 
     assert manifest is not None
+    clients = _reachable(clients)
     manifest.start_run({"workflow": str(args.workflow), "format": kind, "servers": [c.url for c in clients],
                         "jobs_planned": len(jobs), "jobs_to_run": len(todo), "skipped": skipped})
     progress = Progress(len(todo), enabled=not args.no_progress)
