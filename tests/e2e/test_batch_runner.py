@@ -88,8 +88,11 @@ def test_six_jobs_over_two_servers_download_every_output(servers, tmp_path):
     a, b = servers
     out = tmp_path / "out"
     res = run_batch(str(UI), "--server", a.url, "--server", b.url, "--out", str(out), "--seeds", "Int.value=1-6",
-                    "--set", f"1.width={W}", "--set", f"1.height={H}")
+                    "--set", f"1.width={W}", "--set", f"1.height={H}", "--progress", "bar")
     assert res.returncode == 0, res.stderr
+    # the bar names the node each server is on, which only the websocket's `executing` events tell
+    bar_lines = [line for line in res.stderr.splitlines() if line.startswith("[") and "/6" in line]
+    assert any("Noise" in line for line in bar_lines) and any("Join Image with Alpha" in line for line in bar_lines)
     jobs = manifest(out)["jobs"]
     assert len(jobs) == 6 and {j["status"] for j in jobs.values()} == {"done"}
     assert sorted(j["parameters"]["5.value"] for j in jobs.values()) == [1, 2, 3, 4, 5, 6]

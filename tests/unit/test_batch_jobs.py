@@ -184,3 +184,22 @@ def test_cli_no_server_exits_3(tmp_path):
     res = _cli(str(DATA / "core_nodes.ui.json"), "--server", "http://127.0.0.1:9", "--out", str(tmp_path / "o"))
     assert res.returncode == 3
     assert "127.0.0.1:9" in res.stderr
+
+
+def test_progress_bar_follows_node_and_step_events():
+    from batch_runner.progress import Progress
+
+    stream = io.StringIO()
+    prompt = {"3": {"class_type": "KSampler", "_meta": {"title": "Sampler"}}, "4": {"class_type": "SaveImage"}}
+    p = Progress(2, stream=stream, bar=True)
+    p.started("a", "0001-x", nodes_total=4)
+    p.event("a", "execution_cached", {"nodes": ["1", "2"]}, prompt)
+    p.event("a", "executing", {"node": "3"}, prompt)
+    p._last_draw = 0  # let the throttled step update draw
+    p.event("a", "progress", {"value": 5, "max": 20}, prompt)
+    assert p.running["a"].fraction() == pytest.approx((2 + 0.25) / 4)
+    p.event("a", "executing", {"node": "4"}, prompt)
+    p.finished("a", "0001-x", True, "ok 0001-x")
+    text = stream.getvalue()
+    assert "a: 0001-x Sampler 5/20" in text and "a: 0001-x SaveImage" in text
+    assert "ok 0001-x" in text and "] 1/2" in text

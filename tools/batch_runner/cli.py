@@ -54,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convert-only", action="store_true",
                    help="print the API prompt (after conversion and --set) as JSON and exit")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and whether each is done; submit nothing")
-    p.add_argument("--no-progress", action="store_true", help="no progress output, only the summary")
+    p.add_argument("--progress", choices=("auto", "bar", "log", "none"), default="auto",
+                   help="bar: one redrawn status line; log: a line per job start/end; auto: bar on a terminal, "
+                        "else log (default)")
+    p.add_argument("--no-progress", action="store_const", dest="progress", const="none",
+                   help="same as --progress none: only the summary")
     return p
 
 
@@ -157,7 +161,8 @@ def _main(args) -> int:
     clients = _reachable(clients)
     manifest.start_run({"workflow": str(args.workflow), "format": kind, "servers": [c.url for c in clients],
                         "jobs_planned": len(jobs), "jobs_to_run": len(todo), "skipped": skipped})
-    progress = Progress(len(todo), enabled=not args.no_progress)
+    progress = Progress(len(todo), enabled=args.progress != "none",
+                        bar={"bar": True, "log": False}.get(args.progress))
     if skipped:
         progress.note(f"{skipped} of {len(jobs)} job(s) already done in {manifest.path}; skipping them")
     runner = BatchRunner(clients, args.out, manifest, progress, timeout=args.timeout)

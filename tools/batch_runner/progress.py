@@ -62,6 +62,8 @@ class Progress:
                 node = prompt.get(str(data["node"])) or {}
                 run.node_label = (node.get("_meta") or {}).get("title") or node.get("class_type") or str(data["node"])
                 run.value = run.maximum = 0
+                self._draw(force=True)  # one draw per node: few, and each node shows up at least once
+                return
             elif etype == "progress":
                 run.value, run.maximum = int(data.get("value") or 0), int(data.get("max") or 0)
             self._draw()
