@@ -1,0 +1,233 @@
+"""The six SDXL layer files as ComfyUI-native weight patches, with weight, start/stop and the c_concat condition.
+
+File format (layerdiffuse.md §2.1): every key is `<model_key>::<lora|diff>::<index>`; a lora pair is (0 = up,
+1 = down), a diff is a full-shape delta. Patch forms (comfyui-notes §2.2): `LoRAAdapter` objects and
+`("diff", (delta, {"pad_weight": True}))`; the legacy `("lora", ...)` tuple is silently dropped by current ComfyUI,
+which is exactly the failure this module exists to avoid, so every key is checked against the model before use.
+
+Start/stop ("stop at", Forge semantics, schedule percent): the deltas live in a `comfy.hooks.WeightHook` whose
+keyframes switch its strength between 1 and 0 and which rides on the conditioning; the conv_in zero-padding is an
+always-on base patch (comfyui-notes §2.7 option A). Outside the window the padded channels are zero, so the c_concat
+condition has no effect either, matching Forge's "original UNet, no c_concat".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import comfy.conds
+import comfy.hooks
+import torch
+from comfy.weight_adapter import LoRAAdapter
+
+from ..errors import LayerStackError, node_error
+from . import files, registry
+from .registry import Family, Kind, LayerFile
+
+CONV_IN_KEY = "diffusion_model.input_blocks.0.0.weight"
+LATENT_CHANNELS = 4  # SDXL latent channels: the UNet input before any condition is concatenated
+
+SDXL_FILES: tuple[LayerFile, ...] = registry.files_of(Family.SDXL, Kind.SDXL_PATCH)
+
+
+@dataclass(frozen=True)
+class LayerPatches:
+    """One SDXL layer file turned into patches, already checked against a model."""
+
+    entry: LayerFile
+    source: str  # the file path (or a name) for error messages
+    patches: dict[str, object]  # model key -> LoRAAdapter | ("diff", (delta, {"pad_weight": True}))
+
+
+# --- file format -> patches ----------------------------------------------------------------------------------------
+
+def group_by_model_key(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, dict[int, torch.Tensor]]]:
+    """`{model_key: (patch_type, {index: tensor})}` from the `::`-keyed file; the grammar is checked by files.py."""
+    grouped: dict[str, tuple[str, dict[int, torch.Tensor]]] = {}
+    for key, tensor in state_dict.items():
+        model_key, patch_type, index = key.split("::")
+        grouped.setdefault(model_key, (patch_type, {}))[1][int(index)] = tensor
+    return grouped
+
+
+def to_native_patches(grouped: Mapping[str, tuple[str, dict[int, torch.Tensor]]]) -> dict[str, object]:
+    """ComfyUI patch objects; a lora pair has no alpha in these files, so its scale is 1 (W + s·up@down)."""
+    patches: dict[str, object] = {}
+    for model_key, (patch_type, slots) in grouped.items():
+        if patch_type == "lora":
+            patches[model_key] = LoRAAdapter(set(), (slots[0], slots[1], None, None, None, None))
+        else:
+            patches[model_key] = ("diff", (slots[0], {"pad_weight": True}))
+    return patches
+
+
+def shape_problems(entry: LayerFile, grouped: Mapping[str, tuple[str, dict[int, torch.Tensor]]],
+                   model_shapes: Mapping[str, Sequence[int]]) -> list[str]:
+    """Every file key that would not land exactly on the model, as readable lines (empty = all fit).
+
+    Works on shapes only, so the full-size check can run against a UNet built on the meta device.
+    """
+    problems: list[str] = []
+    for model_key, (patch_type, slots) in grouped.items():
+        target = model_shapes.get(model_key)
+        if target is None:
+            problems.append(f"{model_key}: no such parameter in the model")
+            continue
+        target = tuple(target)
+        if patch_type == "lora":
+            up, down = tuple(slots[0].shape), tuple(slots[1].shape)
+            fits = (len(up) == 2 and len(down) == 2 and up[1] == down[0]
+                    and target == (up[0], down[1]))
+            if not fits:
+                problems.append(f"{model_key}: LoRA up {list(up)} @ down {list(down)} does not make {list(target)}")
+            continue
+        delta = tuple(slots[0].shape)
+        if delta == target:
+            continue
+        if model_key == CONV_IN_KEY and entry.extra_channels:
+            widened = (target[0], LATENT_CHANNELS + entry.extra_channels, *target[2:])
+            if target[1] == LATENT_CHANNELS and delta == widened:
+                continue
+            problems.append(f"{model_key}: delta {list(delta)} cannot widen the model's {list(target)} "
+                            f"to {list(widened)}")
+            continue
+        problems.append(f"{model_key}: delta {list(delta)} does not match the model's {list(target)}")
+    return problems
+
+
+def load_layer_patches(model, file_id: str, *, node: str) -> LayerPatches:
+    """Family check, file load (grammar checked by files.py), and a strict fit check against this model."""
+    entry = registry.get(file_id)
+    require_family(model, entry, node=node)
+    state_dict = files.load_layer_file(entry)
+    source = files.find_layer_file(entry)
+    grouped = group_by_model_key(state_dict)
+    model_shapes = {k: tuple(v.shape) for k, v in model.model.state_dict().items()}
+    problems = shape_problems(entry, grouped, model_shapes)
+    if problems:
+        raise _rejected(node, source, entry, problems, registry.model_type_name(model))
+    return LayerPatches(entry, source, to_native_patches(grouped))
+
+
+def require_family(model, entry: LayerFile, *, node: str) -> None:
+    family = registry.family_of_model(model)
+    if family is not entry.family:
+        raise node_error(node, "model", f"an {entry.family.value} model for {entry.filename}",
+                         f"a {registry.model_type_name(model)} model"
+                         + (f" ({family.value} family)" if family is not None else ""))
+
+
+def _rejected(node: str, source: str, entry: LayerFile, problems: list[str], model_type: str) -> LayerStackError:
+    shown = "\n  ".join(problems[:8]) + (f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else "")
+    return LayerStackError(
+        f"{node}: {source} ({entry.describe()}) does not fit this {model_type} model; "
+        f"{len(problems)} key(s) rejected:\n  {shown}")
+
+
+# --- applying: weight, start/stop ----------------------------------------------------------------------------------
+
+def apply_layer_patches(model, layer: LayerPatches, *, node: str, weight: float = 1.0,
+                        start_percent: float = 0.0, stop_percent: float = 1.0, positive=None, negative=None):
+    """(patched clone, positive, negative). Always on → plain patches; any narrower window → scheduled hook.
+
+    The hook travels on the conditioning, so a window other than the whole schedule needs positive and negative.
+    """
+    if not 0.0 <= start_percent <= stop_percent <= 1.0:
+        raise node_error(node, "start_percent / stop_percent", "0 <= start_percent <= stop_percent <= 1",
+                         f"start_percent={start_percent}, stop_percent={stop_percent}")
+    patched = model.clone()
+    if start_percent <= 0.0 and stop_percent >= 1.0:
+        _add_patches_strictly(patched, layer.patches, weight, node=node, layer=layer)
+        return patched, positive, negative
+    if positive is None or negative is None:
+        raise node_error(node, "positive / negative", "both conditionings when start/stop narrow the schedule "
+                         "(the scheduled patches travel on them)", "a missing conditioning")
+    padding = {k: ("diff", (torch.zeros_like(p[1][0]), {"pad_weight": True}))
+               for k, p in layer.patches.items() if k == CONV_IN_KEY and isinstance(p, tuple)}
+    # The hook re-patches in place, which cannot change a shape: widen conv_in for good, schedule only the delta.
+    _add_patches_strictly(patched, padding, 1.0, node=node, layer=layer)
+    hooks = scheduled_weight_hook(_without_padding(layer.patches), weight, start_percent, stop_percent)
+    return (patched, comfy.hooks.set_hooks_for_conditioning(positive, hooks),
+            comfy.hooks.set_hooks_for_conditioning(negative, hooks))
+
+
+def scheduled_weight_hook(patches: Mapping[str, object], weight: float, start_percent: float,
+                          stop_percent: float) -> comfy.hooks.HookGroup:
+    """A HookGroup whose patches are on (strength `weight`) only for start ≤ schedule percent < stop."""
+    hook = comfy.hooks.WeightHook(strength_model=weight)
+    hook.weights = dict(patches)
+    hook.need_weight_init = False  # already native patch objects, not a LoRA state dict to convert
+    group = comfy.hooks.HookGroup()
+    group.add(hook)
+    group.set_keyframes_on_hooks(window_keyframes(start_percent, stop_percent))
+    return group
+
+
+def window_keyframes(start_percent: float, stop_percent: float) -> comfy.hooks.HookKeyframeGroup:
+    """Strength 1 inside [start, stop), 0 outside. guarantee_steps=0: switch purely by sigma, never by step count."""
+    keyframes = comfy.hooks.HookKeyframeGroup()
+    if stop_percent <= start_percent:
+        keyframes.add(comfy.hooks.HookKeyframe(strength=0.0, start_percent=0.0, guarantee_steps=0))
+        return keyframes
+    keyframes.add(comfy.hooks.HookKeyframe(strength=1.0 if start_percent <= 0.0 else 0.0, start_percent=0.0,
+                                           guarantee_steps=0))
+    if start_percent > 0.0:
+        keyframes.add(comfy.hooks.HookKeyframe(strength=1.0, start_percent=start_percent, guarantee_steps=0))
+    if stop_percent < 1.0:
+        keyframes.add(comfy.hooks.HookKeyframe(strength=0.0, start_percent=stop_percent, guarantee_steps=0))
+    return keyframes
+
+
+def _without_padding(patches: Mapping[str, object]) -> dict[str, object]:
+    """Diffs without the pad flag: in the hook they add onto the conv_in the base patch already widened."""
+    return {k: ("diff", (p[1][0],)) if isinstance(p, tuple) else p for k, p in patches.items()}
+
+
+def _add_patches_strictly(model, patches: Mapping[str, object], strength: float, *, node: str,
+                          layer: LayerPatches) -> None:
+    accepted = set(model.add_patches(dict(patches), strength))
+    rejected = sorted(set(patches) - accepted)
+    if rejected:
+        raise _rejected(node, layer.source, layer.entry, [f"{k}: not accepted by add_patches" for k in rejected],
+                        type(model.model).__name__)
+
+
+# --- c_concat ------------------------------------------------------------------------------------------------------
+
+def with_c_concat(conditioning, c_concat: torch.Tensor):
+    """Copies of the conditioning whose entries carry `c_concat` (model space) for the UNet input.
+
+    CONDNoiseShape repeats it to the sampled batch and crops it with area conds; SDXL's own extra_conds never
+    produce a c_concat, so this one survives (comfyui-notes §2.8).
+    """
+    out = []
+    for embedding, options in conditioning:
+        options = options.copy()
+        model_conds = dict(options.get("model_conds", {}))
+        model_conds["c_concat"] = comfy.conds.CONDNoiseShape(c_concat)
+        options["model_conds"] = model_conds
+        out.append([embedding, options])
+    return out
+
+
+def condition_c_concat(model, latents: Sequence[torch.Tensor], *, node: str, names: Sequence[str]) -> torch.Tensor:
+    """Raw condition latents (file order) → one model-space c_concat [B, 4·n, h, w].
+
+    Batches must agree or be 1 (a single condition serves every image).
+    """
+    for latent, name in zip(latents, names):
+        if latent.ndim != 4 or latent.shape[1] != LATENT_CHANNELS:
+            raise node_error(node, name, f"a {LATENT_CHANNELS}-channel SDXL latent [batch, 4, h, w]",
+                             f"shape {list(latent.shape)}")
+    sizes = {tuple(latent.shape[2:]) for latent in latents}
+    if len(sizes) > 1:
+        raise node_error(node, " / ".join(names), "condition latents of one size",
+                         ", ".join(f"{n} {list(lat.shape[2:])}" for n, lat in zip(names, latents)))
+    batches = {latent.shape[0] for latent in latents} - {1}
+    if len(batches) > 1:
+        raise node_error(node, " / ".join(names), "equal batch sizes (or 1)",
+                         ", ".join(f"{n} {lat.shape[0]}" for n, lat in zip(names, latents)))
+    batch = max(batches, default=1)
+    raw = torch.cat([latent.expand(batch, -1, -1, -1) for latent in latents], dim=1)
+    return model.model.process_latent_in(raw)
