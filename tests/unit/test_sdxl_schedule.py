@@ -1,0 +1,109 @@
+"""Start/stop ("stop at", Forge semantics) of the SDXL layer patches: a WeightHook with keyframes on the conditioning.
+
+Forge swaps in the unpatched UNet and drops c_concat once sigma < percent_to_sigma(stop); these tests check the
+same switch per model call, the two ends (1.0 = always on, 0.0 = the base model), and that a stop mid-way gives
+what the two-pass workaround (layer model for the first steps, base model for the rest) gives.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fixtures.sdxl_testing import LATENT, prompt, sample, unload_everything
+from layerstack.errors import LayerStackError
+from layerstack.models import sdxl_patches
+
+FILE_ID = "layer_xl_fg2ble"  # a diff file that widens conv_in: both the hook and the padding are exercised
+OUT_KEY = "diffusion_model.out.2.weight"
+
+
+@pytest.fixture(scope="module")
+def layer(sdxl):
+    return sdxl_patches.load_layer_patches(sdxl.model, FILE_ID, node="Test")
+
+
+@pytest.fixture(scope="module")
+def conds(sdxl):
+    """Positive and negative with a random foreground latent as c_concat."""
+    latent = torch.randn(1, 4, LATENT, LATENT, generator=torch.Generator().manual_seed(7))
+    c_concat = sdxl_patches.condition_c_concat(sdxl.model, [latent], node="Test", names=["foreground"])
+    return sdxl_patches.with_c_concat(prompt(1), c_concat), sdxl_patches.with_c_concat(prompt(2), c_concat)
+
+
+@pytest.fixture(scope="module")
+def base_output(sdxl):
+    unload_everything()
+    return sample(sdxl.model, prompt(1), prompt(2), cfg=1.0)
+
+
+def apply(sdxl, layer, conds, start: float = 0.0, stop: float = 1.0):
+    return sdxl_patches.apply_layer_patches(sdxl.model, layer, node="Test", start_percent=start, stop_percent=stop,
+                                            positive=conds[0], negative=conds[1])
+
+
+def test_stop_at_zero_equals_the_base_model(sdxl, layer, conds, base_output):
+    patched, positive, negative = apply(sdxl, layer, conds, stop=0.0)
+    assert "hooks" in positive[0][1] and "hooks" in negative[0][1]
+    torch.testing.assert_close(sample(patched, positive, negative, cfg=1.0), base_output, rtol=1e-4, atol=1e-4)
+
+
+def test_stop_at_one_equals_always_on_through_plain_patches_and_through_the_hook(sdxl, layer, conds, base_output):
+    patched, positive, negative = apply(sdxl, layer, conds, stop=1.0)
+    assert "hooks" not in positive[0][1]  # the whole schedule: plain patches, no hook overhead
+    always_on = sample(patched, positive, negative, cfg=1.0)
+    assert (always_on - base_output).abs().max() > 1e-2
+    # 0.999 goes through the scheduled hook, whose switch-off sigma lies below every sigma sampled here.
+    patched, positive, negative = apply(sdxl, layer, conds, stop=0.999)
+    assert "hooks" in positive[0][1]
+    torch.testing.assert_close(sample(patched, positive, negative, cfg=1.0), always_on, rtol=1e-4, atol=1e-4)
+
+
+def record_layer_state(model, base_out_weight: torch.Tensor, calls: list):
+    """Per model call: (sigma, conv_in condition channels non-zero, out.2 still the base weight)."""
+    import comfy.patcher_extension
+
+    def wrapper(executor, x, t, *args, **kwargs):
+        unet = executor.class_obj.diffusion_model
+        conv_in = unet.input_blocks[0][0].weight
+        calls.append((float(t[0]), bool(conv_in[:, 4:].abs().sum() > 0), torch.equal(unet.out[2].weight, base_out_weight)))
+        return executor(x, t, *args, **kwargs)
+
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "layerstack-test", wrapper)
+
+
+@pytest.mark.parametrize("start, stop", [(0.0, 0.25), (0.25, 1.0)])
+def test_patches_switch_at_the_schedule_percent_like_forge(sdxl, layer, conds, start, stop):
+    unload_everything()
+    base_out_weight = sdxl.model.model.state_dict()[OUT_KEY].clone()
+    patched, positive, negative = apply(sdxl, layer, conds, start=start, stop=stop)
+    calls: list = []
+    record_layer_state(patched, base_out_weight, calls)
+    sample(patched, positive, negative, steps=2, cfg=1.0)
+    sampling = sdxl.model.model.model_sampling
+    sigma_start, sigma_stop = sampling.percent_to_sigma(start), sampling.percent_to_sigma(stop)
+    assert len(calls) == 2
+    for sigma, conv_in_active, out_is_base in calls:
+        expected_active = sigma_stop <= sigma <= sigma_start  # Forge: on while sigma >= sigma(stop)
+        assert conv_in_active == expected_active and out_is_base == (not expected_active), calls
+    assert [active for _, active, _ in calls] == ([True, False] if start == 0.0 else [False, True])
+
+
+def test_stop_mid_way_equals_the_two_pass_workaround(sdxl, layer, conds):
+    """stop 0.25 over 2 steps = step 1 with the layer model, step 2 with the base model (and no c_concat)."""
+    patched, positive, negative = apply(sdxl, layer, conds, stop=0.25)
+    scheduled = sample(patched, positive, negative, steps=2, cfg=1.0)
+    always_on, pos_on, neg_on = apply(sdxl, layer, conds, stop=1.0)
+    first = sample(always_on, pos_on, neg_on, steps=2, cfg=1.0, start_step=0, last_step=1, full_denoise=False)
+    two_pass = sample(sdxl.model, prompt(1), prompt(2), steps=2, cfg=1.0, latent=first, add_noise=False,
+                      start_step=1, last_step=2)
+    torch.testing.assert_close(scheduled, two_pass, rtol=1e-4, atol=1e-4)
+
+
+def test_window_needs_the_conditionings_and_an_ordered_range(sdxl, layer):
+    with pytest.raises(LayerStackError, match="Test: input 'positive / negative' expected both conditionings"):
+        sdxl_patches.apply_layer_patches(sdxl.model, layer, node="Test", stop_percent=0.5)
+    with pytest.raises(LayerStackError, match=r"expected 0 <= start_percent <= stop_percent <= 1, "
+                                              r"got start_percent=0.6, stop_percent=0.5"):
+        sdxl_patches.apply_layer_patches(sdxl.model, layer, node="Test", start_percent=0.6, stop_percent=0.5,
+                                         positive=prompt(1), negative=prompt(2))
