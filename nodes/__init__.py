@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import alpha, layer_files, save, stack
+from . import alpha, layer_files, legacy_decode, save, stack, transparent_vae
 
-NODE_MODULES = (layer_files, stack, alpha, save)
+NODE_MODULES = (layer_files, stack, alpha, save, transparent_vae, legacy_decode)
 
 
 def all_nodes() -> list[type]:

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+
 from fixtures.build import random_state_dict
 from fixtures.official_keys import official_shapes
-
 from layerstack.errors import LayerStackError
-from layerstack.layer_vae import LatentTransparencyOffsetEncoder, UNet1024, decode_augmented, load_strict
-from layerstack.layer_vae import runtime
+from layerstack.layer_vae import LatentTransparencyOffsetEncoder, UNet1024, decode_augmented, load_strict, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_KEYS = ROOT.parent / "shared" / "spec" / "weight-keys.txt"

@@ -1,0 +1,116 @@
+"""Drop-in ids of huchenlei/ComfyUI-layerdiffuse's decode nodes (layerdiffuse.md §9), running on layer_vae.
+
+Inputs, combo strings, defaults, ranges and output order are exactly the old ones, so shared workflows load and
+run unchanged; the RGBA node works again (the old one calls a JoinImageWithAlpha method current ComfyUI removed).
+Differences that only help: any multiple-of-8 size (the old nodes asserted multiples of 64), batched passes, and
+the decoder is managed by ComfyUI. ``sub_batch_size`` caps network samples per forward call, which bounds memory
+like the old per-call batch did. Deprecated: new workflows should use Load Transparent VAE + Transparent Decode
+(family from the model, fewer passes on demand).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from comfy_api.latest import io
+
+from ..errors import node_error
+from ..layer_vae import runtime
+from ..models.registry import Family
+from .common import LEGACY_CATEGORY, schema
+
+SD_VERSIONS = ["SD15", "SDXL"]  # the old StableDiffusionVersion values, in the old order
+MAX_FRAMES = 3
+
+
+def _common_inputs() -> list[io.Input]:
+    return [
+        io.Combo.Input("sd_version", options=SD_VERSIONS, default="SDXL"),
+        io.Int.Input("sub_batch_size", default=16, min=1, max=4096, step=1),
+    ]
+
+
+def _decode(node: str, samples, images, sd_version: str, sub_batch_size: int) -> torch.Tensor:
+    """[B,H,W,4] alpha-first decode, as the old decode node computed it (8 passes)."""
+    if sd_version not in SD_VERSIONS:
+        raise node_error(node, "sd_version", f"one of {SD_VERSIONS}", repr(sd_version))
+    # Stateless: the decoder is read per run (the old node cached it on the instance).
+    tvae = runtime.TransparentVAE(Family(sd_version))
+    return runtime.decode(tvae, images, samples["samples"], node=node, passes=8, sub_batch_size=sub_batch_size)
+
+
+def _rgba(decoded: torch.Tensor) -> torch.Tensor:
+    return torch.cat([decoded[..., 1:], decoded[..., :1]], dim=-1)
+
+
+class LayeredDiffusionDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayeredDiffusionDecode",
+            display_name="Layer Diffuse Decode",
+            category=LEGACY_CATEGORY,
+            description="ComfyUI-layerdiffuse's transparent decode (deprecated; use Transparent Decode). Outputs "
+            "RGB and the alpha as MASK (1 = opaque, the inverse of LoadImage's mask).",
+            inputs=[io.Latent.Input("samples"), io.Image.Input("images")] + _common_inputs(),
+            outputs=[io.Image.Output(), io.Mask.Output()],
+            is_deprecated=True,
+        )
+
+    @classmethod
+    def execute(cls, samples, images, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
+        decoded = _decode("LayeredDiffusionDecode", samples, images, sd_version, sub_batch_size)
+        return io.NodeOutput(decoded[..., 1:], decoded[..., 0])
+
+
+class LayeredDiffusionDecodeRGBA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayeredDiffusionDecodeRGBA",
+            display_name="Layer Diffuse Decode (RGBA)",
+            category=LEGACY_CATEGORY,
+            description="ComfyUI-layerdiffuse's RGBA decode (deprecated; use Transparent Decode's rgba output).",
+            inputs=[io.Latent.Input("samples"), io.Image.Input("images")] + _common_inputs(),
+            outputs=[io.Image.Output()],
+            is_deprecated=True,
+        )
+
+    @classmethod
+    def execute(cls, samples, images, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
+        return io.NodeOutput(_rgba(_decode("LayeredDiffusionDecodeRGBA", samples, images, sd_version, sub_batch_size)))
+
+
+class LayeredDiffusionDecodeSplit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayeredDiffusionDecodeSplit",
+            display_name="Layer Diffuse Decode (Split)",
+            category=LEGACY_CATEGORY,
+            description="ComfyUI-layerdiffuse's split decode for SD1.5 joint batches (deprecated): frame 0 of each "
+            "group is decoded as RGBA, the other frames' images pass through; unused outputs are empty.",
+            inputs=[
+                io.Latent.Input("samples"),
+                io.Image.Input("images"),
+                io.Int.Input("frames", default=2, min=2, max=MAX_FRAMES, step=1),
+            ]
+            + _common_inputs(),
+            outputs=[io.Image.Output(), io.Image.Output(), io.Image.Output()],
+            is_deprecated=True,
+        )
+
+    @classmethod
+    def execute(cls, samples, images, frames: int, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
+        node = "LayeredDiffusionDecodeSplit"
+        if not 2 <= frames <= MAX_FRAMES:
+            raise node_error(node, "frames", f"2..{MAX_FRAMES}", str(frames))
+        first = copy.copy(samples)
+        first["samples"] = samples["samples"][::frames]
+        decoded = _rgba(_decode(node, first, images[0::frames], sd_version, sub_batch_size))
+        outputs = [decoded] + [images[i::frames] for i in range(1, frames)]
+        return io.NodeOutput(*outputs, *([None] * (MAX_FRAMES - frames)))
+
+
+NODES = [LayeredDiffusionDecode, LayeredDiffusionDecodeRGBA, LayeredDiffusionDecodeSplit]

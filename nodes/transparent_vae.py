@@ -1,0 +1,195 @@
+"""Transparent decode/encode nodes: the LayerDiffuse transparent VAE (layer_vae/) as ComfyUI nodes.
+
+Load Transparent VAE -> LAYER_VAE; Transparent Decode (LATENT + its VAE-decoded IMAGE -> RGB, alpha, RGBA);
+Transparent Encode (RGBA -> LATENT for img2img/inpaint); Preview RGBA (checkerboard).
+Alpha convention: straight alpha, MASK = alpha (1 = opaque), the inverse of LoadImage's mask.
+"""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io, ui
+
+from ..errors import node_error
+from ..layer_vae import runtime
+from ..models.registry import Family
+from .common import CATEGORY, schema
+
+VAE_CATEGORY = f"{CATEGORY}/transparent VAE"
+LayerVAE = io.Custom("LAYER_VAE")
+
+PASSES_OPTIONS = [str(p) for p in runtime.PASSES_CHOICES]
+MASK_IS_ALPHA = "alpha (1 = opaque)"
+MASK_IS_LOADIMAGE = "LoadImage mask (1 = transparent)"
+CHECKER_LIGHT, CHECKER_DARK = 0.55, 0.45  # Forge's visualisation greys
+
+
+def _passes(node: str, passes: str) -> int:
+    if passes not in PASSES_OPTIONS:
+        raise node_error(node, "passes", f"one of {PASSES_OPTIONS}", repr(passes))
+    return int(passes)
+
+
+class LoadTransparentVAE(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackLoadTransparentVAE",
+            display_name="Load Transparent VAE",
+            category=VAE_CATEGORY,
+            description="The LayerDiffuse transparent decoder and offset encoder of one model family (SD1.5 or "
+            "SDXL), read from the layer_model folder when first used.",
+            inputs=[
+                io.Combo.Input("family", options=[f.value for f in Family], default=Family.SDXL.value,
+                               tooltip="Which files to use when no model is connected."),
+                io.Model.Input("model", optional=True,
+                               tooltip="If connected, its family (SD1.5 or SDXL) decides and 'family' is ignored."),
+                io.Boolean.Input("allow_download", default=False,
+                                 tooltip="Download a missing official file into the first layer_model folder."),
+            ],
+            outputs=[LayerVAE.Output(display_name="layer_vae",
+                                     tooltip="Decoder + encoder for Transparent Decode / Encode.")],
+        )
+
+    @classmethod
+    def execute(cls, family: str, allow_download: bool, model=None) -> io.NodeOutput:
+        node = "LayerStackLoadTransparentVAE"
+        chosen = runtime.family_from(node, family, model)
+        return io.NodeOutput(runtime.TransparentVAE(chosen, download=allow_download))
+
+
+def _decode_inputs() -> list[io.Input]:
+    return [
+        io.Latent.Input("samples", tooltip="The latent the image was decoded from (SD1.5/SDXL, any batch)."),
+        io.Image.Input("images", tooltip="The ordinary VAE Decode of 'samples'. Any size that is a multiple of 8; "
+                                         "padded to 64 internally and cropped back."),
+        io.Combo.Input("passes", options=PASSES_OPTIONS, default="8",
+                       tooltip="Flip/rotate passes whose per-pixel median is taken. 8 is the reference result; "
+                               "4, 2, 1 are faster and slightly less clean."),
+        io.Int.Input("sub_batch_size", default=0, min=0, max=4096, step=1,
+                     tooltip="Network samples per forward call (one pass of one image = 1). 0 = as many as free "
+                             "memory allows. Lower it if you run out of memory."),
+    ]
+
+
+class TransparentDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackTransparentDecode",
+            display_name="Transparent Decode",
+            category=VAE_CATEGORY,
+            description="Turns a transparent latent (LayerDiffuse) into RGB + alpha with the transparent decoder. "
+            "Connect the latent and its ordinary VAE Decode.",
+            inputs=[LayerVAE.Input("layer_vae", tooltip="From Load Transparent VAE (match the model family).")]
+            + _decode_inputs(),
+            outputs=[
+                io.Image.Output(display_name="rgb", tooltip="Straight (un-premultiplied) colour, [B,H,W,3]."),
+                io.Mask.Output(display_name="alpha",
+                               tooltip="Alpha, 1 = opaque. This is the inverse of LoadImage's mask: use "
+                                       "InvertMask before nodes that expect a LoadImage-style mask."),
+                io.Image.Output(display_name="rgba", tooltip="RGBA image [B,H,W,4] (alpha last); saves as RGBA PNG."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, layer_vae, samples, images, passes: str, sub_batch_size: int) -> io.NodeOutput:
+        node = "LayerStackTransparentDecode"
+        if not isinstance(layer_vae, runtime.TransparentVAE):
+            raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
+        decoded = runtime.decode(layer_vae, images, samples["samples"], node=node, passes=_passes(node, passes),
+                                 sub_batch_size=sub_batch_size or None)
+        alpha, rgb = decoded[..., 0], decoded[..., 1:]
+        return io.NodeOutput(rgb, alpha, torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1))
+
+
+class TransparentEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackTransparentEncode",
+            display_name="Transparent Encode (RGBA)",
+            category=VAE_CATEGORY,
+            description="Encodes an RGBA image into a latent that keeps its transparency, for img2img / inpaint "
+            "with a LayerDiffuse model; decode the result with Transparent Decode. The image is cropped to a "
+            "multiple of 8 like VAE Encode.",
+            inputs=[
+                LayerVAE.Input("layer_vae", tooltip="From Load Transparent VAE (match the model family)."),
+                io.Vae.Input("vae", tooltip="The checkpoint's ordinary VAE."),
+                io.Image.Input("image", tooltip="RGB (then connect 'mask') or RGBA [B,H,W,4]; straight alpha."),
+                io.Mask.Input("mask", optional=True, tooltip="The alpha; see 'mask_meaning'. Overrides the "
+                                                              "image's 4th channel."),
+                io.Combo.Input("mask_meaning", options=[MASK_IS_ALPHA, MASK_IS_LOADIMAGE], default=MASK_IS_ALPHA,
+                               tooltip="LoadImage's MASK is 1 where the PNG is transparent: pick the second option "
+                                       "for it. LayerStack's own alpha outputs are the first."),
+                io.Float.Input("offset_multiplier", default=1.0, min=0.0, max=1000.0, step=0.01,
+                               tooltip="Scale of the transparency offset added to the VAE latent. 1 with the "
+                                       "official LayerDiffusion files; 0 gives a plain VAE encode of the image "
+                                       "on grey."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="Raw latent for KSampler (set denoise < 1).")],
+        )
+
+    @classmethod
+    def execute(cls, layer_vae, vae, image, mask_meaning: str, offset_multiplier: float, mask=None) -> io.NodeOutput:
+        node = "LayerStackTransparentEncode"
+        if not isinstance(layer_vae, runtime.TransparentVAE):
+            raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
+        if mask_meaning not in (MASK_IS_ALPHA, MASK_IS_LOADIMAGE):
+            raise node_error(node, "mask_meaning", f"{MASK_IS_ALPHA!r} or {MASK_IS_LOADIMAGE!r}", repr(mask_meaning))
+        rgb, alpha = runtime.split_rgba(node, image, mask, mask_is_alpha=mask_meaning == MASK_IS_ALPHA)
+        latent = runtime.encode(layer_vae, vae, rgb, alpha, node=node, multiplier=offset_multiplier)
+        return io.NodeOutput({"samples": latent})
+
+
+def checkerboard_composite(rgb: torch.Tensor, alpha: torch.Tensor, square: int) -> torch.Tensor:
+    """rgb [B,H,W,3], alpha [B,H,W] -> rgb over a grey checkerboard of ``square``-pixel squares."""
+    _, h, w, _ = rgb.shape
+    ys = torch.arange(h, device=rgb.device) // square
+    xs = torch.arange(w, device=rgb.device) // square
+    light = ((ys[:, None] + xs[None, :]) % 2 == 0).to(rgb.dtype)
+    board = (CHECKER_DARK + (CHECKER_LIGHT - CHECKER_DARK) * light)[None, :, :, None]
+    a = alpha.unsqueeze(-1).to(rgb.dtype)
+    return rgb * a + board * (1.0 - a)
+
+
+class PreviewRGBA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackPreviewRGBA",
+            display_name="Preview RGBA",
+            category=VAE_CATEGORY,
+            description="Shows an RGBA image (or RGB + alpha) over a grey checkerboard.",
+            inputs=[
+                io.Image.Input("image", tooltip="RGBA [B,H,W,4], or RGB with 'alpha' connected."),
+                io.Mask.Input("alpha", optional=True, tooltip="Alpha, 1 = opaque (not LoadImage's mask)."),
+                io.Int.Input("checker_size", default=32, min=2, max=512, step=1, tooltip="Square size in pixels."),
+            ],
+            outputs=[io.Image.Output(display_name="preview", tooltip="The composite over the checkerboard.")],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, image, checker_size: int, alpha=None) -> io.NodeOutput:
+        node = "LayerStackPreviewRGBA"
+        if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
+            got = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise node_error(node, "image", "an IMAGE [B,H,W,3] or [B,H,W,4]", str(got))
+        b, h, w, c = image.shape
+        if alpha is not None:
+            if alpha.ndim == 2:
+                alpha = alpha.unsqueeze(0)
+            if alpha.ndim != 3 or tuple(alpha.shape[1:]) != (h, w) or alpha.shape[0] not in (1, b):
+                raise node_error(node, "alpha", f"a MASK of {w}x{h} with 1 or {b} entries", str(list(alpha.shape)))
+            alpha = alpha.expand(b, h, w)
+        elif c == 4:
+            alpha = image[..., 3]
+        else:
+            raise node_error(node, "alpha", "a MASK when 'image' has 3 channels", "none (and a 3-channel image)")
+        preview = checkerboard_composite(image[..., :3], alpha.to(image.device), checker_size)
+        return io.NodeOutput(preview, ui=ui.PreviewImage(preview, cls=cls))
+
+
+NODES = [LoadTransparentVAE, TransparentDecode, TransparentEncode, PreviewRGBA]
