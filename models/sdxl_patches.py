@@ -143,8 +143,10 @@ def apply_layer_patches(model, layer: LayerPatches, *, node: str, weight: float 
     if positive is None or negative is None:
         raise node_error(node, "positive / negative", "both conditionings when start/stop narrow the schedule "
                          "(the scheduled patches travel on them)", "a missing conditioning")
-    padding = {k: ("diff", (torch.zeros_like(p[1][0]), {"pad_weight": True}))
-               for k, p in layer.patches.items() if k == CONV_IN_KEY and isinstance(p, tuple)}
+    padding = {}
+    if layer.entry.extra_channels:  # only the conditional files widen conv_in
+        delta = layer.patches[CONV_IN_KEY][1][0]
+        padding[CONV_IN_KEY] = ("diff", (torch.zeros_like(delta), {"pad_weight": True}))
     # The hook re-patches in place, which cannot change a shape: widen conv_in for good, schedule only the delta.
     _add_patches_strictly(patched, padding, 1.0, node=node, layer=layer)
     hooks = scheduled_weight_hook(_without_padding(layer.patches), weight, start_percent, stop_percent)
