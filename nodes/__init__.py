@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import alpha, layer_files, legacy_sdxl, save, sdxl, stack
+from . import alpha, layer_files, legacy_decode, legacy_sdxl, save, sdxl, stack, transparent_vae
 
-NODE_MODULES = (layer_files, stack, alpha, save, sdxl, legacy_sdxl)
+NODE_MODULES = (layer_files, stack, alpha, save, transparent_vae, legacy_decode, sdxl, legacy_sdxl)
 
 
 def all_nodes() -> list[type]:
