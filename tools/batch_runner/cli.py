@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServerUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print("interrupted before any job was submitted", file=sys.stderr)
+        return 130
 
 
 def _load_object_info(args, clients: list[ComfyClient]) -> dict:

@@ -183,8 +183,17 @@ class ComfyClient:
                 yield None
                 continue
             except (OSError, websocket.WebSocketException) as exc:
+                # One reconnect: the job keeps running on the server and the history poll catches up on what the
+                # gap lost; a server that is gone fails the reconnect and the job moves to another server.
                 self._ws = None
-                raise ServerUnavailable(f"{self.url}: websocket closed: {exc}") from exc
+                try:
+                    self.connect()
+                except ServerUnavailable:
+                    raise ServerUnavailable(f"{self.url}: websocket closed: {exc}") from exc
+                assert self._ws is not None
+                self._ws.settimeout(poll)
+                yield None
+                continue
             if isinstance(msg, bytes):
                 continue
             try:

@@ -29,6 +29,7 @@ class Manifest:
         self.out_dir = out_dir
         self.path = out_dir / "manifest.json"
         self._lock = threading.Lock()
+        self._index: dict[str, list[str]] | None = None
         self.doc: dict = {"format": FORMAT, "version": VERSION, "runs": [], "jobs": {}}
         if self.path.exists():
             try:
@@ -49,21 +50,27 @@ class Manifest:
     def jobs(self) -> dict:
         return self.doc["jobs"]
 
+    def _by_fingerprint(self, fingerprint: str) -> list[tuple[str, dict]]:
+        with self._lock:
+            if self._index is None:  # built once: large batches look up every job
+                self._index = {}
+                for jid, entry in self.jobs.items():
+                    self._index.setdefault(entry.get("fingerprint"), []).append(jid)
+            return [(jid, self.jobs[jid]) for jid in self._index.get(fingerprint, [])]
+
     def finished(self, fingerprint: str) -> dict | None:
         """The done entry for this prompt whose files all still exist, if any."""
-        for entry in self.jobs.values():
-            if entry.get("fingerprint") != fingerprint or entry.get("status") != "done":
-                continue
-            if all((self.out_dir / f["path"]).is_file() for f in entry.get("files", [])):
+        for _jid, entry in self._by_fingerprint(fingerprint):
+            if entry.get("status") == "done" and all(
+                (self.out_dir / f["path"]).is_file() for f in entry.get("files", [])
+            ):
                 return entry
         return None
 
     def job_id_for(self, fingerprint: str, proposed: str) -> str:
         """Reuse the id (and so the folder) of an earlier attempt at the same prompt."""
-        for job_id, entry in self.jobs.items():
-            if entry.get("fingerprint") == fingerprint:
-                return job_id
-        return proposed
+        earlier = self._by_fingerprint(fingerprint)
+        return earlier[0][0] if earlier else proposed
 
     def start_run(self, info: dict) -> None:
         with self._lock:
@@ -72,6 +79,8 @@ class Manifest:
 
     def record(self, job_id: str, entry: dict) -> None:
         with self._lock:
+            if self._index is not None and job_id not in self.jobs:
+                self._index.setdefault(entry.get("fingerprint"), []).append(job_id)
             self.jobs[job_id] = entry
             self._write()
 
