@@ -215,3 +215,46 @@ def _twin_pairs() -> list[tuple[Path, Path]]:
 def test_ui_workflow_converts_to_its_committed_api_twin(comfy_server, ui_path, api_path):
     converted = ui_to_api(json.loads(ui_path.read_text()), comfy_server.object_info())
     assert converted == json.loads(api_path.read_text())
+
+
+class _GoneServer:
+    """A server that accepts the websocket and then stops answering (what a crashed or unplugged host looks like)."""
+
+    url = "http://127.0.0.1:1"
+
+    def __init__(self):
+        self.submits = 0
+
+    def connect(self):
+        pass
+
+    def close(self):
+        pass
+
+    def interrupt(self, prompt_id):
+        pass
+
+    def submit(self, prompt, prompt_id):
+        from batch_runner.client import ServerUnavailable
+
+        self.submits += 1
+        raise ServerUnavailable(f"{self.url}: POST /prompt failed: connection refused")
+
+
+def test_a_server_that_drops_out_hands_its_job_to_the_others(servers, tmp_path):
+    from batch_runner.client import ComfyClient
+    from batch_runner.jobs import plan_jobs
+    from batch_runner.manifest import Manifest
+    from batch_runner.progress import Progress
+    from batch_runner.runner import BatchRunner
+
+    _, server = servers
+    base = ui_to_api(json.loads(UI.read_text()), server.object_info())
+    jobs = plan_jobs(base, seeds=["5.value=201-203"])
+    gone = _GoneServer()
+    out = tmp_path / "out"
+    runner = BatchRunner([gone, ComfyClient(server.url)], out, Manifest(out), Progress(3, enabled=False))
+    summary = runner.run(jobs)
+    assert gone.submits == 1
+    assert summary.ok and sorted(summary.done) == sorted(j.job_id for j in jobs)
+    assert {e["server"] for e in Manifest(out).jobs.values()} == {server.url}
