@@ -210,31 +210,6 @@ def decode(
 # --- encode ---------------------------------------------------------------------------------------------------------
 
 
-def split_rgba(node: str, image: torch.Tensor, mask: Optional[torch.Tensor], mask_is_alpha: bool):
-    """IMAGE [B,H,W,3|4] + optional MASK -> (rgb [B,3,H,W], alpha [B,1,H,W]) in [0,1]."""
-    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
-        got = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise LayerStackError(f"{node}: input 'image' expected an IMAGE [B,H,W,3] or RGBA [B,H,W,4], got {got}.")
-    b, h, w, c = image.shape
-    if mask is not None:
-        if mask.ndim == 2:
-            mask = mask.unsqueeze(0)
-        if mask.ndim != 3 or tuple(mask.shape[1:]) != (h, w) or mask.shape[0] not in (1, b):
-            raise LayerStackError(
-                f"{node}: input 'mask' expected a MASK of {w}x{h} with 1 or {b} entries, got {list(mask.shape)}."
-            )
-        alpha = mask if mask_is_alpha else 1.0 - mask
-        alpha = alpha.expand(b, h, w)
-    elif c == 4:
-        alpha = image[..., 3]
-    else:
-        raise LayerStackError(
-            f"{node}: no alpha: connect 'mask' or give a 4-channel RGBA 'image' (got a 3-channel image and no mask)."
-        )
-    rgb = image[..., :3].movedim(-1, 1).float().clamp(0, 1)
-    return rgb, alpha.unsqueeze(1).float().clamp(0, 1).to(rgb.device)
-
-
 @torch.no_grad()
 def encode(
     tvae: TransparentVAE,

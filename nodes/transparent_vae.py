@@ -11,6 +11,8 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..errors import node_error
+from ..layer_stack.compositing import flatten
+from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_vae import runtime
 from ..models.registry import Family
 from .common import CATEGORY, schema
@@ -21,7 +23,6 @@ LayerVAE = io.Custom("LAYER_VAE")
 PASSES_OPTIONS = [str(p) for p in runtime.PASSES_CHOICES]
 MASK_IS_ALPHA = "alpha (1 = opaque)"
 MASK_IS_LOADIMAGE = "LoadImage mask (1 = transparent)"
-CHECKER_LIGHT, CHECKER_DARK = 0.55, 0.45  # Forge's visualisation greys
 
 
 def _passes(node: str, passes: str) -> int:
@@ -117,8 +118,7 @@ class TransparentEncode(io.ComfyNode):
                 LayerVAE.Input("layer_vae", tooltip="From Load Transparent VAE (match the model family)."),
                 io.Vae.Input("vae", tooltip="The checkpoint's ordinary VAE."),
                 io.Image.Input("image", tooltip="RGB (then connect 'mask') or RGBA [B,H,W,4]; straight alpha."),
-                io.Mask.Input("mask", optional=True, tooltip="The alpha; see 'mask_meaning'. Overrides the "
-                                                              "image's 4th channel."),
+                io.Mask.Input("mask", optional=True, tooltip="The alpha, when 'image' is RGB; see 'mask_meaning'."),
                 io.Combo.Input("mask_meaning", options=[MASK_IS_ALPHA, MASK_IS_LOADIMAGE], default=MASK_IS_ALPHA,
                                tooltip="LoadImage's MASK is 1 where the PNG is transparent: pick the second option "
                                        "for it. LayerStack's own alpha outputs are the first."),
@@ -137,20 +137,11 @@ class TransparentEncode(io.ComfyNode):
             raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
         if mask_meaning not in (MASK_IS_ALPHA, MASK_IS_LOADIMAGE):
             raise node_error(node, "mask_meaning", f"{MASK_IS_ALPHA!r} or {MASK_IS_LOADIMAGE!r}", repr(mask_meaning))
-        rgb, alpha = runtime.split_rgba(node, image, mask, mask_is_alpha=mask_meaning == MASK_IS_ALPHA)
-        latent = runtime.encode(layer_vae, vae, rgb, alpha, node=node, multiplier=offset_multiplier)
+        rgb, alpha = rgb_and_alpha(image, mask, node, alpha_input="mask", alpha_required=True,
+                                   mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
+        latent = runtime.encode(layer_vae, vae, rgb.movedim(-1, 1), alpha.unsqueeze(1), node=node,
+                                multiplier=offset_multiplier)
         return io.NodeOutput({"samples": latent})
-
-
-def checkerboard_composite(rgb: torch.Tensor, alpha: torch.Tensor, square: int) -> torch.Tensor:
-    """rgb [B,H,W,3], alpha [B,H,W] -> rgb over a grey checkerboard of ``square``-pixel squares."""
-    _, h, w, _ = rgb.shape
-    ys = torch.arange(h, device=rgb.device) // square
-    xs = torch.arange(w, device=rgb.device) // square
-    light = ((ys[:, None] + xs[None, :]) % 2 == 0).to(rgb.dtype)
-    board = (CHECKER_DARK + (CHECKER_LIGHT - CHECKER_DARK) * light)[None, :, :, None]
-    a = alpha.unsqueeze(-1).to(rgb.dtype)
-    return rgb * a + board * (1.0 - a)
 
 
 class PreviewRGBA(io.ComfyNode):
@@ -160,11 +151,11 @@ class PreviewRGBA(io.ComfyNode):
             node_id="LayerStackPreviewRGBA",
             display_name="Preview RGBA",
             category=VAE_CATEGORY,
-            description="Shows an RGBA image (or RGB + alpha) over a grey checkerboard.",
+            description="Shows an RGBA image (or RGB + alpha) over a grey checkerboard, the way Forge's "
+            "LayerDiffuse shows transparent results.",
             inputs=[
                 io.Image.Input("image", tooltip="RGBA [B,H,W,4], or RGB with 'alpha' connected."),
                 io.Mask.Input("alpha", optional=True, tooltip="Alpha, 1 = opaque (not LoadImage's mask)."),
-                io.Int.Input("checker_size", default=32, min=2, max=512, step=1, tooltip="Square size in pixels."),
             ],
             outputs=[io.Image.Output(display_name="preview", tooltip="The composite over the checkerboard.")],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
@@ -172,23 +163,9 @@ class PreviewRGBA(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, checker_size: int, alpha=None) -> io.NodeOutput:
-        node = "LayerStackPreviewRGBA"
-        if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
-            got = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-            raise node_error(node, "image", "an IMAGE [B,H,W,3] or [B,H,W,4]", str(got))
-        b, h, w, c = image.shape
-        if alpha is not None:
-            if alpha.ndim == 2:
-                alpha = alpha.unsqueeze(0)
-            if alpha.ndim != 3 or tuple(alpha.shape[1:]) != (h, w) or alpha.shape[0] not in (1, b):
-                raise node_error(node, "alpha", f"a MASK of {w}x{h} with 1 or {b} entries", str(list(alpha.shape)))
-            alpha = alpha.expand(b, h, w)
-        elif c == 4:
-            alpha = image[..., 3]
-        else:
-            raise node_error(node, "alpha", "a MASK when 'image' has 3 channels", "none (and a 3-channel image)")
-        preview = checkerboard_composite(image[..., :3], alpha.to(image.device), checker_size)
+    def execute(cls, image, alpha=None) -> io.NodeOutput:
+        rgb, alpha = rgb_and_alpha(image, alpha, "LayerStackPreviewRGBA", alpha_required=True)
+        preview = flatten(rgb, alpha, "checkerboard")
         return io.NodeOutput(preview, ui=ui.PreviewImage(preview, cls=cls))
 
 

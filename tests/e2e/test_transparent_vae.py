@@ -39,7 +39,7 @@ def _refine_prompt(checkpoint: str, image_name: str, family: str, prefix: str) -
         "9": {"class_type": "LayerStackTransparentDecode", "inputs": {
             "layer_vae": ["3", 0], "samples": ["7", 0], "images": ["8", 0], "passes": "8", "sub_batch_size": 0}},
         "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 2], "filename_prefix": f"{prefix}_rgba"}},
-        "11": {"class_type": "LayerStackPreviewRGBA", "inputs": {"image": ["9", 2], "checker_size": 8}},
+        "11": {"class_type": "LayerStackPreviewRGBA", "inputs": {"image": ["9", 0], "alpha": ["9", 1]}},
         # the old pack's node id on the same latent: must give the same RGBA
         "12": {"class_type": "LayeredDiffusionDecodeRGBA", "inputs": {
             "samples": ["7", 0], "images": ["8", 0], "sd_version": family, "sub_batch_size": 16}},
@@ -68,8 +68,14 @@ def test_rgba_refine_end_to_end(comfy_server, fixture_paths, scratch_dir, family
     legacy = np.asarray(_png(comfy_server, history, "13"))
     assert np.abs(legacy.astype(int) - pixels.astype(int)).max() <= 1  # 8-bit rounding at most
 
-    preview = _png(comfy_server, history, "11")
-    assert preview.mode == "RGB" and preview.size == (64, 64)
+    preview = np.asarray(_png(comfy_server, history, "11")).astype(int)
+    assert preview.shape == (64, 64, 3)
+    # every pixel is its colour over a 0.45 or 0.55 grey square, weighted by alpha (8-bit rounding allowed)
+    alpha = pixels[..., 3:] / 255.0
+    over_dark = pixels[..., :3] * alpha + 0.45 * 255 * (1 - alpha)
+    over_light = pixels[..., :3] * alpha + 0.55 * 255 * (1 - alpha)
+    error = np.minimum(np.abs(preview - over_dark), np.abs(preview - over_light)).max()
+    assert error <= 2.5
 
 
 def test_size_mismatch_is_reported_with_both_sizes(comfy_server, fixture_paths):

@@ -22,7 +22,6 @@ from layerstack.nodes.transparent_vae import (
     LoadTransparentVAE,
     TransparentDecode,
     TransparentEncode,
-    checkerboard_composite,
 )
 
 
@@ -237,9 +236,10 @@ def test_encode_crops_like_vae_encode(layer_vae, sd15_vae):
 
 
 @pytest.mark.parametrize("image_shape,mask_shape,message", [
-    ((1, 64, 64, 3), None, "no alpha: connect 'mask' or give a 4-channel RGBA 'image'"),
-    ((1, 64, 64, 3), (1, 32, 64), r"input 'mask' expected a MASK of 64x64 with 1 or 1 entries, got \[1, 32, 64\]"),
-    ((1, 64, 64, 2), None, r"input 'image' expected an IMAGE \[B,H,W,3\] or RGBA \[B,H,W,4\], got \[1, 64, 64, 2\]"),
+    ((1, 64, 64, 3), None, r"input 'mask' expected a MASK, or an RGBA \(4-channel\) 'image', got an RGB image"),
+    ((1, 64, 64, 3), (1, 32, 64), r"input 'mask' expected height x width 64x64 \(the size of 'image'\), got 32x64"),
+    ((1, 64, 64, 4), (1, 64, 64), r"input 'mask' expected no MASK when 'image' already has an alpha channel"),
+    ((1, 64, 64, 2), None, r"input 'image' expected an IMAGE of shape \[batch, height, width, 3 or 4\]"),
 ])
 def test_encode_input_errors(layer_vae, sd15_vae, image_shape, mask_shape, message):
     mask = torch.ones(mask_shape) if mask_shape else None
@@ -254,16 +254,3 @@ def test_encode_refuses_a_non_sd_vae(layer_vae, sd15_vae):
     other.latent_channels = 16
     with pytest.raises(LayerStackError, match="input 'vae' expected an SD1.5/SDXL VAE"):
         TransparentEncode.execute(layer_vae, other, rgba_image(), MASK_IS_ALPHA, 1.0)
-
-
-# --- preview ----------------------------------------------------------------------------------------------------------
-
-def test_checkerboard_composite():
-    rgb = torch.full((1, 4, 6, 3), 0.9)
-    alpha = torch.zeros(1, 4, 6)
-    alpha[..., :3] = 1.0
-    out = checkerboard_composite(rgb, alpha, square=2)
-    assert torch.equal(out[0, :, :3], rgb[0, :, :3])
-    # transparent columns 3..5 show 2-px squares: light where (y//2 + x//2) is even
-    assert out[0, 0, 4, 0].item() == pytest.approx(0.55) and out[0, 0, 3, 0].item() == pytest.approx(0.45)
-    assert out[0, 2, 4, 0].item() == pytest.approx(0.45) and out[0, 2, 3, 0].item() == pytest.approx(0.55)
