@@ -116,3 +116,23 @@ def test_escaping_prefix_is_refused_through_the_server(comfy_server, inputs, pre
     after = sorted(str(p.relative_to(base.parent)) for p in base.parent.rglob("*") if "temp" not in p.parts)
     assert [p for p in after if p not in before and not p.endswith("comfyui.log")] == []
     assert not Path("/tmp/layerstack-escaped").exists()
+
+
+def test_sdxl_example_workflow_ends_in_a_psd_and_an_rgba_png(comfy_server, fixture_paths):
+    """The LayerDiffuse example on the random-weight SDXL fixture, made small: every node runs and the files hold
+    the decoded foreground over the plain background."""
+    prompt = json.loads((ROOT / "workflows" / "api" / "stack_sdxl_transparent_psd.json").read_text())
+    prompt["1"]["inputs"]["ckpt_name"] = fixture_paths["sdxl_checkpoint"].name
+    prompt["5"]["inputs"].update(width=64, height=64)
+    prompt["6"]["inputs"]["steps"] = 2
+    prompt["9"]["inputs"]["passes"] = "1"
+    prompt["10"]["inputs"].update(width=64, height=64)
+    outputs = comfy_server.run(prompt, timeout=600)["outputs"]
+    psd = PSDImage.open(io.BytesIO(comfy_server.fetch(outputs["12"]["psd"][0])))
+    assert [layer.name for layer in psd] == ["background", "foreground", "mask"] and psd.size == (64, 64)
+    background = np.rint(psd[0].numpy() * 255).astype(np.uint8)
+    assert (background[..., :3] == [0xE8, 0xE0, 0xD0]).all()  # EmptyImage's colour, opaque
+    with Image.open(io.BytesIO(comfy_server.fetch(outputs["13"]["images"][0]))) as im:
+        rgba = np.asarray(im)
+    assert im.mode == "RGBA" and rgba.shape == (64, 64, 4)
+    assert np.array_equal(np.rint(psd[1].numpy() * 255).astype(np.uint8), rgba)  # same decoded layer in both files
