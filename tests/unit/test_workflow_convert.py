@@ -223,3 +223,8 @@ def test_dynamic_prompts_strip_comments_and_resolve_choices():
     assert seen == {"one", "two", "three"}
     wf = _wf([_node(1, "CLIPTextEncode", ["{glass|glass} bottle // note"], [_in("clip", "CLIP")])], [])
     assert ui_to_api(wf, INFO)["1"]["inputs"]["text"] == "glass bottle "
+
+
+def test_duplicate_node_ids_are_an_error():
+    with pytest.raises(BatchError, match="node id 3 is used by two nodes"):
+        ui_to_api(_wf([_node(3, "EmptyImage", [8, 8, 1, 0]), _node(3, "ImageInvert")], []), INFO)

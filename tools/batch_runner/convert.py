@@ -183,6 +183,9 @@ class _Converter:
         for node in workflow["nodes"]:
             if not isinstance(node, dict) or "id" not in node or "type" not in node:
                 raise BatchError(f"UI workflow: every entry of 'nodes' needs 'id' and 'type', got {node!r:.200}")
+            if str(node["id"]) in self.nodes:
+                raise BatchError(f"UI workflow: node id {node['id']} is used by two nodes ({node['type']} and "
+                                 f"{self.nodes[str(node['id'])]['type']}); expected unique ids")
             self.nodes[str(node["id"])] = node
         self.links: dict[int, tuple[str, int, str, int, str]] = {}
         for link in workflow.get("links") or []:
