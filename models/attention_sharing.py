@@ -378,7 +378,7 @@ class AttentionSharing:
     def _check_batch(self, batch: int) -> None:
         if batch % self.frames:
             raise node_error(self.node, "latent batch", f"a multiple of {self.frames} ({self.entry.id} generates "
-                             f"{self.frames} frames per image: {', '.join(self.entry.outputs)})",
+                             f"{self.frames} frames per set: {', '.join(self.entry.outputs)})",
                              f"a model batch of {batch}")
 
     def control_features(self, site: LayerSite, n: torch.Tensor, run: SamplingRun) -> torch.Tensor:
@@ -463,9 +463,10 @@ class AttentionSharing:
         """Checks the batch before anything is sampled and builds this run's state."""
         batch = int(noise_shape[0])
         if batch % self.frames:
+            below = batch - batch % self.frames
+            nearest = " or ".join(str(b) for b in (below, below + self.frames) if b > 0)
             raise node_error(self.node, "latent batch", f"a multiple of {self.frames} ({self.entry.id} generates "
-                             f"{self.frames} frames per image: {', '.join(self.entry.outputs)}); e.g. "
-                             f"{max(self.frames, batch - batch % self.frames)} or {batch + self.frames - batch % self.frames}",
+                             f"{self.frames} frames per set: {', '.join(self.entry.outputs)}), e.g. {nearest}",
                              f"{batch}")
         groups = batch // self.frames
         control = None
