@@ -103,11 +103,20 @@ def load_layer_patches(model, file_id: str, *, node: str) -> LayerPatches:
     state_dict = files.load_layer_file(entry)
     source = files.find_layer_file(entry)
     grouped = group_by_model_key(state_dict)
-    model_shapes = {k: tuple(v.shape) for k, v in model.model.state_dict().items()}
-    problems = shape_problems(entry, grouped, model_shapes)
+    problems = shape_problems(entry, grouped, unpatched_shapes(model))
     if problems:
         raise _rejected(node, source, entry, problems, registry.model_type_name(model))
     return LayerPatches(entry, source, to_native_patches(grouped))
+
+
+def unpatched_shapes(model) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of the model as loaded from its checkpoint.
+
+    Not `model.model.state_dict()`: clones share one module, and while a patched clone is loaded its weights (a
+    conv_in widened to 8 channels, say) are what the module holds; get_key_patches reads the saved originals.
+    """
+    # each value is [(original weight, convert function), *patches]
+    return {k: tuple(v[0][0].shape) for k, v in model.get_key_patches("diffusion_model.").items()}
 
 
 def require_family(model, entry: LayerFile, *, node: str) -> None:

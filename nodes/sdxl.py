@@ -74,10 +74,12 @@ def _apply(node_id: str, file_id: str, model, positive, negative, weight: float,
 class SDXLTransparentForeground(io.ComfyNode):
     """Makes SDXL generate in the transparent latent space: decode the result with a transparent decoder."""
 
+    NODE_ID = "LayerStackSDXLTransparentForeground"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackSDXLTransparentForeground",
+            node_id=cls.NODE_ID,
             display_name="SDXL Transparent Foreground",
             category=SDXL_CATEGORY,
             description="Patches SDXL to generate a transparent foreground (LayerDiffuse). The sampled latent is a "
@@ -96,7 +98,7 @@ class SDXLTransparentForeground(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, method: str, weight: float, start_percent: float,
                 stop_percent: float) -> io.NodeOutput:
-        node_id = cls.GET_SCHEMA().node_id
+        node_id = cls.NODE_ID  # not GET_SCHEMA(): ComfyUI runs execute on a locked clone of the class
         if method not in TRANSPARENT_METHODS:
             raise node_error(node_id, "method", f"one of {list(TRANSPARENT_METHODS)}", repr(method))
         return _apply(node_id, TRANSPARENT_METHODS[method], model, positive, negative, weight, start_percent,

@@ -179,6 +179,18 @@ def test_keys_that_do_not_fit_the_model_are_rejected_by_name(sdxl, fixture_paths
     assert "diffusion_model.input_blocks.99.0.weight: no such parameter in the model" in message
 
 
+def test_files_are_checked_against_the_checkpoint_shapes_while_a_widened_clone_is_loaded(sdxl, base_fingerprint):
+    """Clones share one module: a loaded fg2ble clone holds an 8-channel conv_in, yet the base model is still 4."""
+    widened = sdxl_patches.load_layer_patches(sdxl.model, "layer_xl_fg2ble", node="Test")
+    patched, _, _ = sdxl_patches.apply_layer_patches(sdxl.model, widened, node="Test")
+    assert loaded_weights(patched, [sdxl_patches.CONV_IN_KEY])[sdxl_patches.CONV_IN_KEY].shape[1] == 8
+    assert sdxl.model.model.state_dict()[sdxl_patches.CONV_IN_KEY].shape[1] == 8  # what the module holds now
+    for file_id in ("layer_xl_transparent_conv", "layer_xl_fgble2bg"):
+        sdxl_patches.load_layer_patches(sdxl.model, file_id, node="Test")  # still judged against [320, 4, 3, 3]
+    unload_everything()
+    assert_same_weights(base_fingerprint, sdxl.model)
+
+
 def test_shape_rules_for_lora_and_conv_in_widening():
     entry = registry.get("layer_xl_bg2ble")
     model = {sdxl_patches.CONV_IN_KEY: (320, 4, 3, 3), "diffusion_model.a.weight": (320, 2048)}
