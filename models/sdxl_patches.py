@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import comfy.conds
 import comfy.hooks
+import comfy.patcher_extension
 import torch
 from comfy.weight_adapter import LoRAAdapter
 
@@ -242,3 +243,20 @@ def condition_c_concat(model, latents: Sequence[torch.Tensor], *, node: str, nam
     batch = max(batches, default=1)
     raw = torch.cat([latent.expand(batch, -1, -1, -1) for latent in latents], dim=1)
     return model.model.process_latent_in(raw)
+
+
+def require_sampled_size(model, c_concat: torch.Tensor, *, node: str, input_name: str) -> None:
+    """Refuse, before sampling starts, a sampled latent of another size than the condition (else: torch.cat error).
+
+    A sampler wrapper on the patched clone: it sees the latent whichever sampler node runs the model.
+    """
+    height, width = c_concat.shape[-2:]
+
+    def check(executor, noise, latent_image, *args, **kwargs):
+        if tuple(latent_image.shape[-2:]) != (height, width):
+            raise node_error(node, input_name, f"the size of the latent being sampled, "
+                             f"{latent_image.shape[-1] * 8} x {latent_image.shape[-2] * 8} px",
+                             f"condition layers of {width * 8} x {height * 8} px")
+        return executor(noise, latent_image, *args, **kwargs)
+
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "layerstack_condition_size", check)

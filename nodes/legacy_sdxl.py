@@ -38,6 +38,7 @@ def _apply_with_latent(node_id: str, file_id: str, model, cond, uncond, latents,
     layer = sdxl_patches.load_layer_patches(model, file_id, node=node_id)
     patched, _, _ = sdxl_patches.apply_layer_patches(model, layer, node=node_id, weight=weight)
     c_concat = sdxl_patches.condition_c_concat(model, [lat["samples"] for lat in latents], node=node_id, names=names)
+    sdxl_patches.require_sampled_size(patched, c_concat, node=node_id, input_name=" / ".join(names))
     return io.NodeOutput(patched, sdxl_patches.with_c_concat(cond, c_concat), sdxl_patches.with_c_concat(uncond, c_concat))
 
 

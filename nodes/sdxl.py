@@ -64,6 +64,7 @@ def _apply(node_id: str, file_id: str, model, positive, negative, weight: float,
         positive=positive, negative=negative)
     if condition_latents:
         c_concat = sdxl_patches.condition_c_concat(model, condition_latents, node=node_id, names=condition_names)
+        sdxl_patches.require_sampled_size(patched, c_concat, node=node_id, input_name="width / height")
         positive = sdxl_patches.with_c_concat(positive, c_concat)
         negative = sdxl_patches.with_c_concat(negative, c_concat)
     return io.NodeOutput(patched, positive, negative)

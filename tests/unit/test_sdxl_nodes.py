@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures.sdxl_testing import LATENT, SIZE, prompt
+from fixtures.sdxl_testing import LATENT, SIZE, prompt, sample
 from layerstack.errors import LayerStackError
 from layerstack.models import sdxl_patches
 from layerstack.models.conditioning_images import composite_on_grey, fit_image_to_size
@@ -127,6 +127,20 @@ def test_layer_input_errors_name_the_node_and_input(sdxl):
         node.execute(*args, foreground_latent=good, blended_latent={"samples": torch.zeros(1, 4, 16, 16)})
     with pytest.raises(LayerStackError, match=r"input 'vae' expected a VAE to encode 'foreground'"):
         node.execute(*args, foreground=torch.rand(1, SIZE, SIZE, 3), blended_latent=good)
+
+
+def test_sampling_another_size_than_the_given_layers_is_refused_before_it_starts(sdxl):
+    latent = {"samples": torch.zeros(1, 4, LATENT, LATENT)}
+    model, pos, neg = sdxl_nodes.SDXLBackgroundToBlended.execute(
+        sdxl.model, prompt(1), prompt(2), SIZE, SIZE, "crop and resize", 1.0, 0.0, 1.0, background_latent=latent).result
+    with pytest.raises(LayerStackError, match=r"^LayerStackSDXLBackgroundToBlended: input 'width / height' expected "
+                                              r"the size of the latent being sampled, 128 x 96 px, got condition "
+                                              r"layers of 64 x 64 px\.$"):
+        sample(model, pos, neg, latent=torch.zeros(1, 4, 12, 16))
+    model, cond, uncond = legacy_sdxl.LayeredDiffusionCondApply.execute(
+        sdxl.model, prompt(1), prompt(2), latent, "SDXL, Background", 1.0).result
+    with pytest.raises(LayerStackError, match=r"^LayeredDiffusionCondApply: input 'latent' expected the size"):
+        sample(model, cond, uncond, latent=torch.zeros(1, 4, 16, 16))
 
 
 def test_wrong_family_is_refused_by_every_sdxl_node(sd15):
