@@ -1,8 +1,8 @@
 """Every SDXL layer mode's example workflow (workflows/api/sdxl_*.json) through a real ComfyUI server.
 
 Each workflow is made tiny (64 x 64 px, 1 step, 1 decoder pass) and all six run as one prompt, at batch 1 and at
-batch 3, on the random-weight SDXL fixture; then the old ComfyUI-layerdiffuse ids run in a workflow shaped like
-that pack's examples. Random weights give random pictures, so the checks are on what came out: count, size, mode.
+batch 3, on the random-weight SDXL fixture; then the old id's attention injection. Random weights give random
+pictures, so the checks are on what came out: count, size, mode.
 """
 
 from __future__ import annotations
@@ -90,50 +90,26 @@ def test_every_sdxl_mode_runs_end_to_end(comfy_server, fixture_paths, layer_imag
             assert image.mode == ("RGBA" if mode in TRANSPARENT else "RGB"), mode
 
 
-def test_old_layerdiffuse_ids_run_a_workflow_made_for_that_pack(comfy_server, fixture_paths, layer_images):
-    """Apply (attention injection, which the old pack silently drops today), Cond and Diff Apply with VAE-encoded
-    layers, decoded with the old decode id, exactly as ComfyUI-layerdiffuse's example workflows wire them."""
-    checkpoint = fixture_paths["sdxl_checkpoint"].name
+def test_old_apply_runs_sdxl_attention_injection(comfy_server, fixture_paths):
+    """The one old SDXL config none of the old pack's examples uses (tests/e2e/test_legacy_workflows.py runs those):
+    attention injection, which that pack silently drops on current ComfyUI, wired like its examples."""
     prompt = {
-        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
-        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a man sitting", "clip": ["ckpt", 1]}},
+        "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": fixture_paths["sdxl_checkpoint"].name}},
+        "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "test", "clip": ["ckpt", 1]}},
         "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "bad", "clip": ["ckpt", 1]}},
         "empty": {"class_type": "EmptyLatentImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 2}},
-        "bg_img": {"class_type": "LoadImage", "inputs": {"image": "layerstack_blended.png"}},
-        "bg": {"class_type": "VAEEncode", "inputs": {"pixels": ["bg_img", 0], "vae": ["ckpt", 2]}},
-        # transparent foreground by attention injection -> old RGBA decode
-        "fg_apply": {"class_type": "LayeredDiffusionApply",
-                     "inputs": {"model": ["ckpt", 0], "config": "SDXL, Attention Injection", "weight": 1.0}},
-        "fg_sample": _ksampler("fg_apply", 0, "pos", 0, "neg", 0),
-        "fg_decode": {"class_type": "VAEDecode", "inputs": {"samples": ["fg_sample", 0], "vae": ["ckpt", 2]}},
-        "fg_rgba": {"class_type": "LayeredDiffusionDecodeRGBA",
-                    "inputs": {"samples": ["fg_sample", 0], "images": ["fg_decode", 0], "sd_version": "SDXL",
-                               "sub_batch_size": 16}},
-        "fg_save": {"class_type": "SaveImage", "inputs": {"images": ["fg_rgba", 0], "filename_prefix": "old_fg"}},
-        # background -> blended, then background + that blended -> transparent foreground (cond_fg_all.json)
-        "ble_apply": {"class_type": "LayeredDiffusionCondApply",
-                      "inputs": {"model": ["ckpt", 0], "cond": ["pos", 0], "uncond": ["neg", 0], "latent": ["bg", 0],
-                                 "config": "SDXL, Background", "weight": 1.0}},
-        "ble_sample": _ksampler("ble_apply", 0, "ble_apply", 1, "ble_apply", 2),
-        "diff_apply": {"class_type": "LayeredDiffusionDiffApply",
-                       "inputs": {"model": ["ckpt", 0], "cond": ["pos", 0], "uncond": ["neg", 0],
-                                  "blended_latent": ["ble_sample", 0], "latent": ["bg", 0],
-                                  "config": "SDXL, Background", "weight": 1.0}},
-        "diff_sample": _ksampler("diff_apply", 0, "diff_apply", 1, "diff_apply", 2),
-        "diff_decode": {"class_type": "VAEDecode", "inputs": {"samples": ["diff_sample", 0], "vae": ["ckpt", 2]}},
-        "diff_rgba": {"class_type": "LayeredDiffusionDecodeRGBA",
-                      "inputs": {"samples": ["diff_sample", 0], "images": ["diff_decode", 0], "sd_version": "SDXL",
-                                 "sub_batch_size": 16}},
-        "diff_save": {"class_type": "SaveImage", "inputs": {"images": ["diff_rgba", 0], "filename_prefix": "old_diff"}},
+        "apply": {"class_type": "LayeredDiffusionApply",
+                  "inputs": {"model": ["ckpt", 0], "config": "SDXL, Attention Injection", "weight": 1.0}},
+        "sample": {"class_type": "KSampler",
+                   "inputs": {"model": ["apply", 0], "positive": ["pos", 0], "negative": ["neg", 0],
+                              "latent_image": ["empty", 0], "seed": 1, "steps": 1, "cfg": 2.0,
+                              "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["ckpt", 2]}},
+        "rgba": {"class_type": "LayeredDiffusionDecodeRGBA",
+                 "inputs": {"samples": ["sample", 0], "images": ["decode", 0], "sd_version": "SDXL",
+                            "sub_batch_size": 16}},
+        "save": {"class_type": "SaveImage", "inputs": {"images": ["rgba", 0], "filename_prefix": "old_attn"}},
     }
-    history = comfy_server.run(prompt, timeout=1200)
-    for node_id in ("fg_save", "diff_save"):
-        images = saved_images(comfy_server, history, node_id)
-        assert [(im.size, im.mode) for im in images] == [((SIZE, SIZE), "RGBA")] * 2
-
-
-def _ksampler(model: str, model_slot: int, positive: str, positive_slot: int, negative: str, negative_slot: int):
-    return {"class_type": "KSampler",
-            "inputs": {"model": [model, model_slot], "positive": [positive, positive_slot],
-                       "negative": [negative, negative_slot], "latent_image": ["empty", 0], "seed": 1, "steps": 1,
-                       "cfg": 2.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}}
+    history = comfy_server.run(prompt, timeout=900)
+    images = saved_images(comfy_server, history, "save")
+    assert [(im.size, im.mode) for im in images] == [((SIZE, SIZE), "RGBA")] * 2
