@@ -159,6 +159,7 @@ def apply_layer_patches(model, layer: LayerPatches, *, node: str, weight: float 
         padding[CONV_IN_KEY] = ("diff", (torch.zeros_like(delta), {"pad_weight": True}))
     # The hook re-patches in place, which cannot change a shape: widen conv_in for good, schedule only the delta.
     _add_patches_strictly(patched, padding, 1.0, node=node, layer=layer)
+    # ComfyUI registers hook patches only when sampling starts; shape_problems already vouched for every key.
     hooks = scheduled_weight_hook(_without_padding(layer.patches), weight, start_percent, stop_percent)
     return (patched, comfy.hooks.set_hooks_for_conditioning(positive, hooks),
             comfy.hooks.set_hooks_for_conditioning(negative, hooks))
@@ -202,7 +203,7 @@ def _add_patches_strictly(model, patches: Mapping[str, object], strength: float,
     rejected = sorted(set(patches) - accepted)
     if rejected:
         raise _rejected(node, layer.source, layer.entry, [f"{k}: not accepted by add_patches" for k in rejected],
-                        type(model.model).__name__)
+                        registry.model_type_name(model))
 
 
 # --- c_concat ------------------------------------------------------------------------------------------------------
