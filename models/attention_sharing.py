@@ -278,18 +278,18 @@ class SamplingRun:
     sigma_end: float
     groups_per_chunk: int  # latent batch / frames: one cond (or uncond) chunk of the model's batch
     control_image: torch.Tensor | None = None  # [n, 3, H, W] in [0, 1], fitted to the generation size
-    _maps: dict[int, torch.Tensor] | None = None
-    _features: dict[tuple, torch.Tensor] = field(default_factory=dict)
+    maps: dict[int, torch.Tensor] | None = None  # control encoder output, by token count
+    features: dict[tuple, torch.Tensor] = field(default_factory=dict)  # per (layer, dtype, device): [F, n, tokens, C]
 
     def __deepcopy__(self, memo):
         return self
 
     def control_maps(self, encoder: ControlEncoder, device: torch.device) -> dict[int, torch.Tensor]:
         # Encoded on first use, when ComfyUI has already moved the weights to the sampling device.
-        if self._maps is None:
+        if self.maps is None:
             with torch.no_grad():
-                self._maps = encoder(self.control_image.to(device=device, dtype=torch.float32) * 2.0 - 1.0)
-        return self._maps
+                self.maps = encoder(self.control_image.to(device=device, dtype=torch.float32) * 2.0 - 1.0)
+        return self.maps
 
 
 @dataclass(eq=False)
@@ -346,10 +346,13 @@ class AttentionSharing:
         run = extra_options.get(RUN_KEY)
         sigmas = extra_options.get("sigmas")
         if run is None:
-            if (self.start_percent, self.stop_percent) != (0.0, 1.0) or self.entry.uses_control:
+            needs_run = (self.start_percent, self.stop_percent) != (0.0, 1.0) or self.entry.uses_control \
+                or any(p is not None for p in self.layer_prompts)
+            if needs_run:
                 raise LayerStackError(
                     f"{self.node}: the model ran outside a ComfyUI sampler (no sampling run was prepared), so the "
-                    f"control image / start-stop range cannot be applied. Sample it with KSampler or SamplerCustom.")
+                    f"control image, layer prompts or start/stop range cannot be applied. Sample it with KSampler or "
+                    f"SamplerCustom.")
             return True
         if sigmas is None:
             return True
@@ -362,7 +365,8 @@ class AttentionSharing:
         site = self.site_of(kind, extra_options)
         if site is None or not self.is_active(extra_options):
             return n, context, value
-        self._check_batch(n.shape[0])
+        if n.shape[0] % self.frames:
+            raise self.batch_error(f"a model batch of {n.shape[0]}")
         control = self.control_features(site, n, extra_options[RUN_KEY]) if self.entry.uses_control else None
         h_in = n if control is None else n + control
         if kind == "attn1":
@@ -375,16 +379,14 @@ class AttentionSharing:
         extra_options[_STASH_KEY[kind]] = _Call(site, n, h_in, control, new_context, new_value)
         return h_in, new_context, new_value
 
-    def _check_batch(self, batch: int) -> None:
-        if batch % self.frames:
-            raise node_error(self.node, "latent batch", f"a multiple of {self.frames} ({self.entry.id} generates "
-                             f"{self.frames} frames per set: {', '.join(self.entry.outputs)})",
-                             f"a model batch of {batch}")
+    def batch_error(self, got: str, hint: str = "") -> LayerStackError:
+        return node_error(self.node, "latent batch", f"a multiple of {self.frames} ({self.entry.id} generates "
+                          f"{self.frames} frames per set: {', '.join(self.entry.outputs)}){hint}", got)
 
     def control_features(self, site: LayerSite, n: torch.Tensor, run: SamplingRun) -> torch.Tensor:
         """Control features for every sample of n [N, tokens, C]: frame f's conv of the map of this resolution."""
         key = (site.index, n.dtype, n.device)
-        features = run._features.get(key)
+        features = run.features.get(key)
         if features is None:
             maps = run.control_maps(self.weights.kwargs_encoder, n.device)
             feature_map = maps.get(n.shape[1])
@@ -399,7 +401,7 @@ class AttentionSharing:
                 features = torch.stack([
                     _conv2d(convs[f][2], F.silu(_conv2d(convs[f][0], feature_map))).flatten(2).transpose(1, 2)
                     for f in range(self.frames)])  # [F, images, tokens, C]
-            run._features[key] = features
+            run.features[key] = features
         index = torch.arange(n.shape[0], device=n.device)
         image = (index // self.frames) % run.groups_per_chunk if features.shape[1] > 1 else torch.zeros_like(index)
         return features[index % self.frames, image]
@@ -465,9 +467,7 @@ class AttentionSharing:
         if batch % self.frames:
             below = batch - batch % self.frames
             nearest = " or ".join(str(b) for b in (below, below + self.frames) if b > 0)
-            raise node_error(self.node, "latent batch", f"a multiple of {self.frames} ({self.entry.id} generates "
-                             f"{self.frames} frames per set: {', '.join(self.entry.outputs)}), e.g. {nearest}",
-                             f"{batch}")
+            raise self.batch_error(f"{batch}", f", e.g. {nearest}")
         groups = batch // self.frames
         control = None
         if self.control_image is not None:

@@ -1,7 +1,7 @@
 """Every SD1.5 attention-sharing mode's example workflow (workflows/api/sd15_*.json) through a real ComfyUI server.
 
 The four workflows are made tiny (64 x 64 px, 1 step, 1 decoder pass) and run as one prompt, at N = 1 and N = 2 sets;
-then the old ComfyUI-layerdiffuse ids run in a workflow shaped like that pack's SD1.5 examples, and a wrong batch is
+then old ComfyUI-layerdiffuse SD1.5 ids run in a workflow shaped like that pack's examples, and a wrong batch is
 refused with the specific message. Random weights give random pictures, so the checks are on what came out: count,
 size, mode.
 """
@@ -118,30 +118,21 @@ def _save(images: list, prefix: str) -> dict:
 
 
 def test_old_layerdiffuse_sd15_ids_run_a_workflow_made_for_that_pack(comfy_server, fixture_paths, control_images):
-    """JointApply (batch 3N, per-layer conds), CondJointApply (batch 2N, an image) and Apply's SD15 config, decoded
-    with the old split/RGBA decode ids, as ComfyUI-layerdiffuse's SD1.5 examples wire them."""
-    prompt = _base(fixture_paths["sd15_checkpoint"].name, 3)
+    """CondJointApply (batch 2N, an image, a per-layer cond) and Apply's SD15 config, decoded with the old split /
+    RGBA decode ids. (JointApply and the old pack's own SD1.5 examples run in test_legacy_workflows.py.)"""
+    prompt = _base(fixture_paths["sd15_checkpoint"].name, 2)
     prompt.update({
-        "empty2": {"class_type": "EmptyLatentImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 2}},
         "empty1": {"class_type": "EmptyLatentImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 1}},
         "bg_image": {"class_type": "LoadImage", "inputs": {"image": control_images["layerstack_background.png"]}},
-        "joint": {"class_type": "LayeredDiffusionJointApply",
-                  "inputs": {"model": ["ckpt", 0], "config": "SD15, attn_sharing, Batch size (3N)",
-                             "fg_cond": ["fg_text", 0], "bg_cond": ["bg_text", 0], "blended_cond": ["pos", 0]}},
-        **_sample_and_decode("joint", "joint", "empty"),
-        "joint_split": {"class_type": "LayeredDiffusionDecodeSplit",
-                        "inputs": {"samples": ["joint_sample", 0], "images": ["joint_decode", 0], "frames": 3,
-                                   "sd_version": "SD15", "sub_batch_size": 16}},
-        "joint_save": _save(["joint_split", 0], "old_joint_fg"),
-        "joint_save_bg": _save(["joint_split", 1], "old_joint_bg"),
         "cond": {"class_type": "LayeredDiffusionCondJointApply",
                  "inputs": {"model": ["ckpt", 0], "image": ["bg_image", 0],
                             "config": "SD15, Background, attn_sharing, Batch size (2N)", "cond": ["fg_text", 0]}},
-        **_sample_and_decode("cond", "cond", "empty2"),
+        **_sample_and_decode("cond", "cond", "empty"),
         "cond_split": {"class_type": "LayeredDiffusionDecodeSplit",
                        "inputs": {"samples": ["cond_sample", 0], "images": ["cond_decode", 0], "frames": 2,
                                   "sd_version": "SD15", "sub_batch_size": 16}},
         "cond_save": _save(["cond_split", 0], "old_cond_fg"),
+        "cond_save_blended": _save(["cond_split", 1], "old_cond_blended"),
         "fg": {"class_type": "LayeredDiffusionApply",
                "inputs": {"model": ["ckpt", 0], "config": "SD15, Attention Injection, attn_sharing", "weight": 1.0}},
         **_sample_and_decode("fg", "fg", "empty1"),
@@ -151,7 +142,7 @@ def test_old_layerdiffuse_sd15_ids_run_a_workflow_made_for_that_pack(comfy_serve
         "fg_save": _save(["fg_rgba", 0], "old_fg"),
     })
     history = comfy_server.run(prompt, timeout=1800)
-    expected = {"joint_save": "RGBA", "joint_save_bg": "RGB", "cond_save": "RGBA", "fg_save": "RGBA"}
+    expected = {"cond_save": "RGBA", "cond_save_blended": "RGB", "fg_save": "RGBA"}
     for node_id, image_mode in expected.items():
         assert [(im.size, im.mode) for im in saved(comfy_server, history, node_id)] == [((SIZE, SIZE), image_mode)]
 

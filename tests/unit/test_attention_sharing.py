@@ -64,7 +64,7 @@ def _options(sharing, batch, cond_or_uncond=(0, 1), sigma=1.0, control_maps=None
 
     run = SamplingRun(sigma_start=1e9, sigma_end=0.0, groups_per_chunk=batch // len(cond_or_uncond) // sharing.frames)
     if control_maps is not None:
-        run._maps = control_maps
+        run.maps = control_maps
     options = {"block": ("input", 1), "block_index": 0, "cond_or_uncond": list(cond_or_uncond),
                "sigmas": torch.full((batch // len(cond_or_uncond),), sigma, dtype=torch.float64), RUN_KEY: run}
     add_patches(options, sharing)
@@ -304,3 +304,21 @@ def test_runs_in_the_unet_dtype(comfy_host, dtype):
     assert low.dtype == dtype
     assert torch.isfinite(low).all()
     assert (low.double() - exact).abs().max() / exact.abs().max() < 0.05
+
+
+def test_outside_a_sampler_only_the_plain_mode_runs(comfy_host):
+    """Without the sampling wrapper's run state there is no control image, schedule or prompt context: refuse."""
+    from layerstack.errors import LayerStackError
+    from layerstack.models.attention_sharing import RUN_KEY
+
+    block = _block()
+    x, context = _inputs(4)
+    for sharing in (_sharing(2, True), _sharing(1, False, stop=0.5)):
+        options = _options(sharing, 4)
+        del options[RUN_KEY]
+        with pytest.raises(LayerStackError, match="outside a ComfyUI sampler"), torch.no_grad():
+            block(x, context=context, transformer_options=options)
+    options = _options(_sharing(1, False), 4)
+    del options[RUN_KEY]
+    with torch.no_grad():
+        assert torch.isfinite(block(x, context=context, transformer_options=options)).all()
