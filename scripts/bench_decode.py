@@ -55,6 +55,8 @@ def cpu_peak(args, size: int, mode: str) -> int:
                "--dtype", args.dtype or "fp32", "--probe-memory", mode]
     if args.max_batch:
         command += ["--max-batch", str(args.max_batch)]
+    if args.channels_last:
+        command.append("--channels-last")
     if args.threads:
         command += ["--threads", str(args.threads)]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -112,6 +114,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-reference", action="store_true", help="skip the sequential reference")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="weights in channels-last layout (to measure whether NHWC kernels are faster here)")
     parser.add_argument("--probe-memory", default=None, help=argparse.SUPPRESS)  # internal: one CPU memory run
     args = parser.parse_args()
 
@@ -123,6 +127,8 @@ def main() -> None:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
     torch.manual_seed(0)
     net = lv.UNet1024().to(device=device, dtype=dtype).eval()
+    if args.channels_last:
+        net = net.to(memory_format=torch.channels_last)
 
     def make_run(size: int, mode: str):
         g = torch.Generator().manual_seed(size)
@@ -139,6 +145,7 @@ def main() -> None:
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; dtype {dtype_name}; batch {args.batch}; max_batch {args.max_batch}; "
+          f"channels_last {args.channels_last}; "
           f"median of {args.repeat} runs (after one warm-up); torch {torch.__version__}")
     print(f"{'size':>6} {'mode':>26} {'seconds':>9} {'peak MiB':>9}")
     for size in args.sizes:

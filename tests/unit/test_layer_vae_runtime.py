@@ -1,0 +1,97 @@
+"""runtime.decode around a real ModelPatcher: sub-batch caps, the out-of-memory retry, progress and model management.
+
+The decoder here is a tiny module with the decoder's call signature (the official-shape one is exercised in
+test_layer_vae_official.py and test_layer_vae_nodes.py); it records the batch of every forward call.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from layerstack.layer_vae import decode_augmented, runtime
+from layerstack.models.registry import Family
+
+
+class RecordingDecoder(torch.nn.Module):
+    def __init__(self, fail_above: int | None = None):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(7, 4, 3, padding=1)
+        self.fail_above = fail_above
+        self.calls: list[int] = []
+
+    def forward(self, pixel, latent):
+        import comfy.model_management as mm
+
+        if self.fail_above is not None and pixel.shape[0] > self.fail_above:
+            raise mm.OOM_EXCEPTION("CUDA out of memory (simulated by the test decoder)")
+        self.calls.append(pixel.shape[0])
+        lat = torch.nn.functional.interpolate(latent, size=pixel.shape[-2:], mode="nearest")
+        return self.conv(torch.cat([pixel, lat], dim=1))
+
+
+def managed_vae(module):
+    return runtime.TransparentVAE(Family.SDXL, _decoder=runtime.managed(module, torch.float32))
+
+
+def inputs(batch=2, h=64, w=64):
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(batch, h, w, 3, generator=g), torch.randn(batch, 4, h // 8, w // 8, generator=g)
+
+
+def test_sub_batch_size_caps_every_call(comfy_host):
+    net = RecordingDecoder()
+    images, latent = inputs(batch=3)
+    out = runtime.decode(managed_vae(net), images, latent, node="t", passes=8, sub_batch_size=5)
+    assert out.shape == (3, 64, 64, 4) and max(net.calls) <= 5 and sum(net.calls) == 24
+    expected = decode_augmented(net, images.movedim(-1, 1), latent)
+    assert torch.allclose(out.movedim(-1, 1), expected, atol=1e-6)
+
+
+def test_automatic_sub_batch_runs_everything_at_once_when_memory_allows(comfy_host):
+    net = RecordingDecoder()
+    images, latent = inputs(batch=2)
+    runtime.decode(managed_vae(net), images, latent, node="t", passes=4, sub_batch_size=None)
+    assert net.calls == [8]  # 2 images x 4 passes in one call: a 64x64 sample needs a few MiB
+
+
+def test_out_of_memory_halves_the_sub_batch_and_retries(comfy_host, caplog):
+    net = RecordingDecoder(fail_above=3)
+    images, latent = inputs(batch=2)
+    out = runtime.decode(managed_vae(net), images, latent, node="t", passes=8, sub_batch_size=16)
+    assert max(net.calls) <= 3 and sum(net.calls) == 16
+    assert "out of memory, retrying with 8" in caplog.text and "retrying with 2" in caplog.text
+    net.fail_above = None
+    expected = decode_augmented(net, images.movedim(-1, 1), latent)
+    assert torch.allclose(out.movedim(-1, 1), expected, atol=1e-6)
+
+
+def test_out_of_memory_at_one_sample_is_raised(comfy_host):
+    import comfy.model_management as mm
+
+    images, latent = inputs(batch=1)
+    with pytest.raises(mm.OOM_EXCEPTION):
+        runtime.decode(managed_vae(RecordingDecoder(fail_above=0)), images, latent, node="t", sub_batch_size=4)
+
+
+def test_progress_bar_counts_forward_calls(comfy_host):
+    import comfy.utils
+
+    seen = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
+    try:
+        images, latent = inputs(batch=2, h=64, w=128)  # non-square: two shape groups
+        runtime.decode(managed_vae(RecordingDecoder()), images, latent, node="t", passes=8, sub_batch_size=3)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    # 3 per call is less than 8 passes: one image at a time, each shape group of 4 passes in calls of 3 + 1
+    assert seen[-1] == (8, 8) and [v for v, _ in seen] == list(range(1, 9))
+
+
+def test_the_network_is_loaded_through_model_management(comfy_host):
+    import comfy.model_management as mm
+
+    tvae = managed_vae(RecordingDecoder())
+    images, latent = inputs(batch=1)
+    runtime.decode(tvae, images, latent, node="t", passes=1)
+    assert any(m is tvae.decoder() for m in mm.loaded_models())
