@@ -203,3 +203,16 @@ def test_progress_bar_follows_node_and_step_events():
     text = stream.getvalue()
     assert "a: 0001-x Sampler 5/20" in text and "a: 0001-x SaveImage" in text
     assert "ok 0001-x" in text and "] 1/2" in text
+
+
+def test_progress_off_prints_only_notes():
+    from batch_runner.progress import Progress
+
+    stream = io.StringIO()
+    p = Progress(1, stream=stream, enabled=False)
+    p.started("a", "0001-x", nodes_total=2)
+    p.event("a", "executing", {"node": "1"}, {})
+    p.finished("a", "0001-x", True, "ok 0001-x")
+    assert stream.getvalue() == ""
+    p.note("server b dropped out")
+    assert stream.getvalue() == "server b dropped out\n"

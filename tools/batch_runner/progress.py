@@ -45,7 +45,7 @@ class Progress:
     def started(self, server: str, job_id: str, nodes_total: int) -> None:
         with self._lock:
             self.running[server] = _Running(job_id, nodes_total)
-            if not self.bar:
+            if self.enabled and not self.bar:
                 self._print(f"[{self.done + self.failed + 1}/{self.total}] {job_id} started on {server}")
             self._draw(force=True)
 
