@@ -202,9 +202,10 @@ def decode(
         except mm.OOM_EXCEPTION:
             if sub_batch_size <= 1:
                 raise
-            sub_batch_size = max(1, sub_batch_size // 2)
-            log.warning("LayerStack %s: out of memory, retrying with %d samples per call", node, sub_batch_size)
-            mm.soft_empty_cache()
+        # Outside the except block: the exception no longer pins the failed call's tensors.
+        sub_batch_size = max(1, sub_batch_size // 2)
+        log.warning("LayerStack %s: out of memory, retrying with %d samples per call", node, sub_batch_size)
+        mm.soft_empty_cache()
 
 
 # --- encode ---------------------------------------------------------------------------------------------------------
