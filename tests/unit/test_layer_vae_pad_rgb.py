@@ -86,3 +86,15 @@ def test_area_resize_is_an_exact_box_filter():
     # first output pixel of 12 -> 10 covers input 0 fully and 1/5 of input 1
     expected = (x[..., 0, :] + 0.2 * x[..., 1, :]) / 1.2
     assert torch.allclose(area_resize(x, 10, 18)[..., 0, :], expected, atol=1e-6)
+
+
+def test_matches_the_reference_implementation():
+    """Output recorded once from the reference numpy/cv2 pad_rgb (see the JSON's provenance) on a noisy alpha."""
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).resolve().parents[1] / "data" / "layer_vae_pad_rgb_reference.json").read_text())
+    rgba = torch.tensor(ref["rgba_uint8"], dtype=torch.float32).permute(2, 0, 1)[None] / 255.0
+    expected = torch.tensor(ref["padded_rgb"], dtype=torch.float32).permute(2, 0, 1)[None]
+    got = pad_rgb(rgba[:, :3], rgba[:, 3:])
+    assert (got - expected).abs().max().item() < 1e-5
