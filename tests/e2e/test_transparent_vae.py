@@ -4,12 +4,16 @@ official-shape (random) decoder/encoder files: the graph a user builds to refine
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from fixtures.server import PromptFailed
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _rgba_png(path, size=64):
@@ -91,3 +95,18 @@ def test_size_mismatch_is_reported_with_both_sizes(comfy_server, fixture_paths):
     }
     with pytest.raises(PromptFailed, match=r"the image is 128x64 but the latent is 8x8 \(= 64x64 pixels\)"):
         comfy_server.run(prompt)
+
+
+def test_transparent_refine_template_runs(comfy_server, fixture_paths, scratch_dir):
+    """workflows/api/transparent_refine.json made tiny (1 step, 1 decoder pass) on the SDXL fixture."""
+    prompt = json.loads((ROOT / "workflows" / "api" / "transparent_refine.json").read_text())
+    _rgba_png(scratch_dir / "layerstack_rgba_asset.png")
+    assert comfy_server.upload_image(scratch_dir / "layerstack_rgba_asset.png") == prompt["2"]["inputs"]["image"]
+    prompt["1"]["inputs"]["ckpt_name"] = fixture_paths["sdxl_checkpoint"].name
+    prompt["8"]["inputs"]["steps"] = 1
+    prompt["10"]["inputs"]["passes"] = "1"
+    prompt["12"]["inputs"]["filename_prefix"] = "tvae_template/refine"
+    history = comfy_server.run(prompt, timeout=900)
+    saved = _png(comfy_server, history, "12")
+    assert saved.mode == "RGBA" and saved.size == (64, 64)
+    assert history["outputs"]["11"]["images"]  # the checkerboard preview
