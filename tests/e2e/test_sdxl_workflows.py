@@ -1,8 +1,9 @@
 """Every SDXL layer mode's example workflow (workflows/api/sdxl_*.json) through a real ComfyUI server.
 
-Each workflow is made tiny (64 x 64 px, 1 step, 1 decoder pass) and all six run as one prompt, at batch 1 and at
-batch 3, on the random-weight SDXL fixture; then the old id's attention injection. Random weights give random
-pictures, so the checks are on what came out: count, size, mode.
+Each workflow is made tiny (64 x 64 px, 1 step, 1 decoder pass) and all of them (the six modes, background ->
+blended -> transparent foreground in two passes, and fg + blended -> background stopped at 0.5) run as one prompt, at
+batch 1 and at batch 3, on the random-weight SDXL fixture; then the old id's attention injection. Random weights give
+random pictures, so the checks are on what came out: count, size, mode.
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ("sdxl_transparent_attn", "sdxl_transparent_conv", "sdxl_fg2ble", "sdxl_bg2ble", "sdxl_fgble2bg",
-         "sdxl_bgble2fg")
-TRANSPARENT = {"sdxl_transparent_attn", "sdxl_transparent_conv", "sdxl_bgble2fg"}
+# workflow -> save node title -> PNG mode it writes
+WORKFLOWS = {
+    "sdxl_transparent_attn": {"Save Transparent Foreground": "RGBA"},
+    "sdxl_transparent_conv": {"Save Transparent Foreground": "RGBA"},
+    "sdxl_fg2ble": {"Save Blended": "RGB"},
+    "sdxl_bg2ble": {"Save Blended": "RGB"},
+    "sdxl_fgble2bg": {"Save Background": "RGB"},
+    "sdxl_bgble2fg": {"Save Transparent Foreground": "RGBA"},
+    "sdxl_bg2ble2fg": {"Save Blended": "RGB", "Save Transparent Foreground": "RGBA"},
+    "sdxl_fgble2bg_stop_at": {"Save Background": "RGB"},
+}
 SIZE = 64
 
 
@@ -75,19 +84,19 @@ def saved_images(comfy_server, history: dict, node_id: str) -> list[Image.Image]
 def test_every_sdxl_mode_runs_end_to_end(comfy_server, fixture_paths, layer_images, batch):
     merged = {}
     save_nodes = {}
-    for mode in MODES:
-        prompt = tiny(json.loads((ROOT / "workflows" / "api" / f"{mode}.json").read_text()),
+    for name, saves in WORKFLOWS.items():
+        prompt = tiny(json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text()),
                       fixture_paths["sdxl_checkpoint"].name, batch)
-        merged.update(prefixed(prompt, f"{mode}."))
-        (save_id,) = [nid for nid, n in prompt.items() if n["class_type"] in ("SaveImage", "LayerStackSaveRGBA")]
-        save_nodes[mode] = f"{mode}.{save_id}"
+        merged.update(prefixed(prompt, f"{name}."))
+        by_title = {n["_meta"]["title"]: nid for nid, n in prompt.items()
+                    if n["class_type"] in ("SaveImage", "LayerStackSaveRGBA")}
+        assert sorted(by_title) == sorted(saves), name  # every save node of the template is checked
+        for title, image_mode in saves.items():
+            save_nodes[(name, title)] = (f"{name}.{by_title[title]}", image_mode)
     history = comfy_server.run(merged, timeout=1500)
-    for mode, node_id in save_nodes.items():
+    for (name, title), (node_id, image_mode) in save_nodes.items():
         images = saved_images(comfy_server, history, node_id)
-        assert len(images) == batch, mode
-        for image in images:
-            assert image.size == (SIZE, SIZE), mode
-            assert image.mode == ("RGBA" if mode in TRANSPARENT else "RGB"), mode
+        assert [(im.size, im.mode) for im in images] == [((SIZE, SIZE), image_mode)] * batch, (name, title)
 
 
 def test_old_apply_runs_sdxl_attention_injection(comfy_server, fixture_paths):
