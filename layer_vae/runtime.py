@@ -151,6 +151,17 @@ def bytes_per_sample(height: int, width: int, dtype: torch.dtype) -> int:
     return h * w * (ACTIVATION_CHANNELS * mm.dtype_size(dtype) + RESULT_BYTES_PER_PIXEL)
 
 
+def auto_sub_batch(device: torch.device, per_sample: int) -> int:
+    """Network samples per forward call when the user leaves it at automatic."""
+    import comfy.model_management as mm
+
+    if device.type == "cpu":
+        # Measured (scripts/bench_decode.py): on CPU a batched call costs more per sample than single
+        # ones (cache) and multiplies memory, so one sample per call is both faster and leaner there.
+        return 1
+    return max(1, int(mm.get_free_memory(device) / per_sample))
+
+
 def decode(
     tvae: TransparentVAE,
     images: torch.Tensor,
@@ -163,7 +174,7 @@ def decode(
     """IMAGE [B,H,W,3] + raw LATENT samples -> [B,H,W,4] (alpha first) fp32 on the intermediate device.
 
     ``sub_batch_size``: UNet samples per forward call (one image pass = one sample); None picks it
-    from free memory. Out of memory halves it and retries.
+    (auto_sub_batch). Out of memory halves it and retries.
     """
     import comfy.model_management as mm
     import comfy.utils
@@ -178,7 +189,7 @@ def decode(
     per_sample = bytes_per_sample(height, width, dtype)
     mm.load_models_gpu([patcher], memory_required=per_sample * min(batch * passes, 16))
     if sub_batch_size is None:
-        sub_batch_size = max(1, int(mm.get_free_memory(device) / per_sample))
+        sub_batch_size = auto_sub_batch(device, per_sample)
 
     pixel = images[..., :3].movedim(-1, 1)
     square = -(-height // SIZE_MULTIPLE) == -(-width // SIZE_MULTIPLE)

@@ -48,11 +48,22 @@ def test_sub_batch_size_caps_every_call(comfy_host):
     assert torch.allclose(out.movedim(-1, 1), expected, atol=1e-6)
 
 
-def test_automatic_sub_batch_runs_everything_at_once_when_memory_allows(comfy_host):
+def test_automatic_sub_batch_is_one_sample_per_call_on_cpu(comfy_host):
     net = RecordingDecoder()
     images, latent = inputs(batch=2)
     runtime.decode(managed_vae(net), images, latent, node="t", passes=4, sub_batch_size=None)
-    assert net.calls == [8]  # 2 images x 4 passes in one call: a 64x64 sample needs a few MiB
+    assert net.calls == [1] * 8
+
+
+def test_automatic_sub_batch_elsewhere_comes_from_free_memory(comfy_host):
+    import comfy.model_management as mm
+
+    device = torch.device("mps")  # model management reports system memory for it, so this runs without a GPU
+    per_sample = runtime.bytes_per_sample(1024, 1024, torch.float16)
+    assert per_sample == 1024 * 1024 * (runtime.ACTIVATION_CHANNELS * 2 + runtime.RESULT_BYTES_PER_PIXEL)
+    expected = max(1, int(mm.get_free_memory(device) / per_sample))
+    assert abs(runtime.auto_sub_batch(device, per_sample) - expected) <= 1  # free memory moves a little
+    assert runtime.auto_sub_batch(device, 1 << 60) == 1
 
 
 def test_out_of_memory_halves_the_sub_batch_and_retries(comfy_host, caplog):
