@@ -68,8 +68,9 @@ def _decode_inputs() -> list[io.Input]:
                        tooltip="Flip/rotate passes whose per-pixel median is taken. 8 is the reference result; "
                                "4, 2, 1 are faster and slightly less clean."),
         io.Int.Input("sub_batch_size", default=0, min=0, max=4096, step=1,
-                     tooltip="Network samples per forward call (one pass of one image = 1). 0 = as many as free "
-                             "memory allows. Lower it if you run out of memory."),
+                     tooltip="Network samples per forward call (one pass of one image = 1). 0 = automatic: as "
+                             "many as free GPU memory allows (1 on CPU, where batching is slower). Lower it if you "
+                             "run out of memory."),
     ]
 
 
