@@ -125,9 +125,10 @@ def test_decode_node_outputs(layer_vae):
     samples, images = latent_and_image(batch=2, h=64, w=64)
     rgb, alpha, rgba = TransparentDecode.execute(layer_vae, samples, images, passes="2", sub_batch_size=0).result
     assert rgb.shape == (2, 64, 64, 3) and alpha.shape == (2, 64, 64) and rgba.shape == (2, 64, 64, 4)
+    # all samples in one call here, one per call in the node (automatic on CPU): equal up to float rounding
     expected = decode_augmented(layer_vae.decoder().model, images.movedim(-1, 1), samples["samples"], passes=2)
-    assert torch.allclose(alpha, expected[:, 0], atol=1e-6) and torch.allclose(rgb, expected[:, 1:].movedim(1, -1),
-                                                                                  atol=1e-6)
+    assert torch.allclose(alpha, expected[:, 0], atol=1e-5)
+    assert torch.allclose(rgb, expected[:, 1:].movedim(1, -1), atol=1e-5)
     assert torch.equal(rgba[..., :3], rgb) and torch.equal(rgba[..., 3], alpha)
 
 
