@@ -17,8 +17,8 @@ from ..errors import node_error
 from ..layer_vae import runtime
 from ..models import registry
 from ..models.attention_sharing import apply_attention_sharing
-from ..models.conditioning_images import RESIZE_MODE_NAMES, ResizeMode
-from .common import CATEGORY, schema
+from ..models.conditioning_images import ResizeMode
+from .common import CATEGORY, model_input, patched_model_output, resize_mode_input, schedule_inputs, schema
 from .transparent_vae import PASSES_OPTIONS, LayerVAE
 
 SD15_CATEGORY = f"{CATEGORY}/SD1.5"
@@ -58,7 +58,7 @@ def expand_latent(latent: dict, entry: registry.LayerFile, node: str) -> dict:
 
 def _model_and_latent_inputs() -> list[io.Input]:
     return [
-        io.Model.Input("model", tooltip="An SD1.5 model. It is cloned; the input model stays untouched."),
+        model_input("SD1.5"),
         io.Latent.Input("latent", tooltip="One sample per image set (e.g. Empty Latent Image with batch_size = the "
                                           "number of sets). The output latent holds every frame of every set."),
     ]
@@ -71,19 +71,9 @@ def _prompt_inputs(entry: registry.LayerFile) -> list[io.Input]:
             for layer in entry.outputs]
 
 
-def _schedule_inputs() -> list[io.Input]:
-    return [
-        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
-                       tooltip="Where in the noise schedule the layer model switches on (0 = first step)."),
-        io.Float.Input("stop_percent", default=1.0, min=0.0, max=1.0, step=0.001,
-                       tooltip="Forge's 'Stop At': where in the noise schedule the layer model switches off and the "
-                               "base model finishes (1 = never). Schedule percent, not step count."),
-    ]
-
-
 def _outputs(entry: registry.LayerFile) -> list[io.Output]:
     return [
-        io.Model.Output(display_name="model", tooltip="The patched clone of the model."),
+        patched_model_output(),
         io.Latent.Output(display_name="latent",
                          tooltip=f"Connect to the sampler: {entry.frames} frame(s) per set "
                                  f"({', '.join(entry.outputs)}). Then VAE Decode and Split SD1.5 Layers."),
@@ -107,11 +97,7 @@ class _SD15Layers(io.ComfyNode):
             image_inputs = [
                 io.Image.Input(given, tooltip=f"The given {given} (RGB, or RGBA: flattened on 50% grey). One image "
                                               f"for every set, or one per set. Fitted to the latent's size."),
-                io.Combo.Input("resize_mode", options=list(RESIZE_MODE_NAMES),
-                               default=ResizeMode.CROP_AND_RESIZE.value,
-                               tooltip="How an image of another size is fitted: crop and resize (cover, crop the "
-                                       "overflow), just resize (stretch), resize and fill (fit inside, fill with "
-                                       "the median border colour)."),
+                resize_mode_input("How an image of another size is fitted"),
             ]
         prompts = _prompt_inputs(entry) if entry.frames > 1 else []
         return schema(
@@ -119,7 +105,7 @@ class _SD15Layers(io.ComfyNode):
             display_name=cls.DISPLAY_NAME,
             category=SD15_CATEGORY,
             description=f"{cls.DESCRIPTION} Uses {entry.filename}.",
-            inputs=[*_model_and_latent_inputs(), *image_inputs, *prompts, *_schedule_inputs()],
+            inputs=[*_model_and_latent_inputs(), *image_inputs, *prompts, *schedule_inputs()],
             outputs=_outputs(entry),
         )
 

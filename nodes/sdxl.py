@@ -11,8 +11,8 @@ from comfy_api.latest import io
 
 from ..errors import node_error
 from ..models import registry, sdxl_patches
-from ..models.conditioning_images import RESIZE_MODE_NAMES, ResizeMode, encode_condition_image
-from .common import CATEGORY, schema
+from ..models.conditioning_images import encode_condition_image
+from .common import CATEGORY, model_input, patched_model_output, resize_mode_input, schedule_inputs, schema
 
 SDXL_CATEGORY = f"{CATEGORY}/SDXL"
 MAX_RESOLUTION = 16384  # ComfyUI's nodes.MAX_RESOLUTION; not imported, nodes.py pulls in the whole core
@@ -27,7 +27,7 @@ TRANSPARENT_METHODS = {
 
 def _model_and_conditioning_inputs() -> list[io.Input]:
     return [
-        io.Model.Input("model", tooltip="An SDXL model. It is cloned; the input model stays untouched."),
+        model_input("SDXL"),
         io.Conditioning.Input("positive", tooltip="Positive prompt conditioning for the sampler."),
         io.Conditioning.Input("negative", tooltip="Negative prompt conditioning for the sampler."),
     ]
@@ -38,17 +38,13 @@ def _strength_and_schedule_inputs() -> list[io.Input]:
         io.Float.Input("weight", default=1.0, min=-1.0, max=3.0, step=0.05,
                        tooltip="Patch strength. It also scales the condition channels of conv_in, so 0 turns the "
                                "layer model off entirely."),
-        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
-                       tooltip="Where in the noise schedule the layer model switches on (0 = first step)."),
-        io.Float.Input("stop_percent", default=1.0, min=0.0, max=1.0, step=0.001,
-                       tooltip="Forge's 'Stop At': where in the noise schedule the layer model switches off and the "
-                               "base model finishes (1 = never). Schedule percent, not step count."),
+        *schedule_inputs(),
     ]
 
 
 def _outputs() -> list[io.Output]:
     return [
-        io.Model.Output(display_name="model", tooltip="The patched clone of the model."),
+        patched_model_output(),
         io.Conditioning.Output(display_name="positive",
                                tooltip="Connect to the sampler: carries the condition layers and the schedule."),
         io.Conditioning.Output(display_name="negative",
@@ -143,10 +139,7 @@ class _SDXLFromLayers(io.ComfyNode):
                              tooltip="Generation width in pixels: the sampler's latent must have this size."),
                 io.Int.Input("height", default=1024, min=64, max=MAX_RESOLUTION, step=8,
                              tooltip="Generation height in pixels: the sampler's latent must have this size."),
-                io.Combo.Input("resize_mode", options=list(RESIZE_MODE_NAMES), default=ResizeMode.CROP_AND_RESIZE.value,
-                               tooltip="How layer images of another size are fitted: crop and resize (cover, crop "
-                                       "the overflow), just resize (stretch), resize and fill (fit inside, fill "
-                                       "with the median border colour)."),
+                resize_mode_input("How layer images of another size are fitted"),
                 *_strength_and_schedule_inputs(),
             ],
             outputs=_outputs(),

@@ -8,7 +8,6 @@ size, mode.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from PIL import Image
 
 from fixtures.server import PromptFailed
+from fixtures.workflows import prefixed, saved_images
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64
@@ -63,18 +63,6 @@ def tiny(prompt: dict, checkpoint: str, sets: int, images: dict) -> dict:
     return prompt
 
 
-def prefixed(prompt: dict, prefix: str) -> dict:
-    out = {}
-    for nid, node in prompt.items():
-        inputs = {k: [f"{prefix}{v[0]}", v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
-        out[f"{prefix}{nid}"] = {**node, "inputs": inputs}
-    return out
-
-
-def saved(comfy_server, history: dict, node_id: str) -> list[Image.Image]:
-    return [Image.open(io.BytesIO(comfy_server.fetch(f))) for f in history["outputs"][node_id]["images"]]
-
-
 @pytest.mark.parametrize("sets", [1, 2])
 def test_every_sd15_mode_runs_end_to_end(comfy_server, fixture_paths, control_images, sets):
     merged, saves = {}, {}
@@ -87,7 +75,7 @@ def test_every_sd15_mode_runs_end_to_end(comfy_server, fixture_paths, control_im
             saves[(mode, title)] = (f"{mode}.{by_title[title]}", image_mode)
     history = comfy_server.run(merged, timeout=1800)
     for (mode, title), (node_id, image_mode) in saves.items():
-        images = saved(comfy_server, history, node_id)
+        images = saved_images(comfy_server, history, node_id)
         assert [(im.size, im.mode) for im in images] == [((SIZE, SIZE), image_mode)] * sets, (mode, title)
 
 
@@ -144,7 +132,7 @@ def test_old_layerdiffuse_sd15_ids_run_a_workflow_made_for_that_pack(comfy_serve
     history = comfy_server.run(prompt, timeout=1800)
     expected = {"cond_save": "RGBA", "cond_save_blended": "RGB", "fg_save": "RGBA"}
     for node_id, image_mode in expected.items():
-        assert [(im.size, im.mode) for im in saved(comfy_server, history, node_id)] == [((SIZE, SIZE), image_mode)]
+        assert [(im.size, im.mode) for im in saved_images(comfy_server, history, node_id)] == [((SIZE, SIZE), image_mode)]
 
 
 def test_batch_that_is_not_a_multiple_is_refused_through_the_server(comfy_server, fixture_paths):

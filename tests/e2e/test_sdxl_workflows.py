@@ -8,13 +8,14 @@ random pictures, so the checks are on what came out: count, size, mode.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from fixtures.workflows import prefixed, saved_images
 
 ROOT = Path(__file__).resolve().parents[2]
 # workflow -> save node title -> PNG mode it writes
@@ -64,20 +65,6 @@ def tiny(prompt: dict, checkpoint: str, batch: int) -> dict:
         elif kind.startswith("LayerStackSDXL") and "width" in inputs:
             inputs.update(width=SIZE, height=SIZE)
     return prompt
-
-
-def prefixed(prompt: dict, prefix: str) -> dict:
-    """Node ids made unique across workflows merged into one prompt."""
-    out = {}
-    for nid, node in prompt.items():
-        inputs = {k: [f"{prefix}{v[0]}", v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
-        out[f"{prefix}{nid}"] = {**node, "inputs": inputs}
-    return out
-
-
-def saved_images(comfy_server, history: dict, node_id: str) -> list[Image.Image]:
-    files = history["outputs"][node_id]["images"]
-    return [Image.open(io.BytesIO(comfy_server.fetch(f))) for f in files]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
