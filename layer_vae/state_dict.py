@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import LayerStackError
+from ..models.files import state_dict_mismatch
 
 _SHOWN = 5
 
@@ -38,14 +39,9 @@ def _looks_like(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str) -> None:
     """Raise LayerStackError unless ``state_dict`` has exactly the module's keys and shapes."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    misshapen = [
-        f"{k} {list(state_dict[k].shape)} (expected {list(expected[k].shape)})"
-        for k in expected
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
-    ]
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing, unexpected, wrong = state_dict_mismatch(expected, state_dict)
+    misshapen = [f"{k} {list(got)} (expected {list(want)})" for k, want, got in wrong]
     if not (missing or unexpected or misshapen):
         return
     problems = []

@@ -195,10 +195,8 @@ def load_weights(entry: registry.LayerFile, state_dict: Mapping[str, torch.Tenso
     """Strict load: every tensor of the file has its slot with the model's shape, and nothing is missing."""
     weights = build_weights(entry, get_attention, device="meta")
     expected = {k: tuple(v.shape) for k, v in weights.state_dict().items()}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong = [(k, expected[k], tuple(state_dict[k].shape)) for k in expected
-             if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
+    missing, unexpected, wrong = files.state_dict_mismatch(expected, state_dict)
+    missing, unexpected = sorted(missing), sorted(unexpected)
     if missing or unexpected or wrong:
         parts = []
         if missing:

@@ -151,6 +151,20 @@ def _attention_sharing_problems(entry: LayerFile, sd: Mapping[str, torch.Tensor]
             "lacks the control encoder (kwargs_encoder.*)")
 
 
+def state_dict_mismatch(
+    expected: Mapping[str, tuple[int, ...]], state_dict: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+    """(missing keys, unexpected keys, (key, expected shape, found shape)) of a state dict against a module's shapes.
+
+    Keys come in the order of `expected`, then of `state_dict`; callers word the error for their kind of file.
+    """
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    misshapen = [(k, tuple(expected[k]), tuple(state_dict[k].shape)) for k in expected
+                 if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k])]
+    return missing, unexpected, misshapen
+
+
 def download_layer_file(entry: LayerFile | str, url: str | None = None, folder: str | None = None) -> str:
     """Stream an official file into the first layer_model folder, validated before it is moved into place.
 
