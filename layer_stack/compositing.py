@@ -33,12 +33,13 @@ def over(
 
 
 def composite(stack: LayerStack) -> tuple[torch.Tensor, torch.Tensor]:
-    """The visible layers, bottom to top, each drawn "over" what lies below: (rgb [B,H,W,3], alpha [B,H,W])."""
+    """The visible layers, bottom to top, each drawn "over" what lies below with alpha·opacity:
+    (rgb [B,H,W,3], alpha [B,H,W])."""
     rgb = torch.zeros(stack.batch_size, stack.height, stack.width, 3)
     alpha = torch.zeros(stack.batch_size, stack.height, stack.width)
     for layer in stack.layers:
         if layer.visible:
-            rgb, alpha = over(layer.rgb, layer.alpha, rgb, alpha)
+            rgb, alpha = over(layer.rgb, layer.alpha * layer.opacity, rgb, alpha)
     return rgb, alpha
 
 

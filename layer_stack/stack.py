@@ -9,6 +9,9 @@ The one convention, used by every node, writer and tool of the pack:
 - Every layer of a stack has the same batch size, height and width; batch item i of every layer is picture i.
 - Hidden layers (`visible=False`) travel with the stack and are written to PSD files (hidden), but they take no
   part in the composite. A model's own blended image and the foreground mask ride along this way.
+- Each layer has an `opacity` in [0,1] (default 1), kept apart from its alpha the way editors keep a layer's
+  opacity apart from its pixels: the composite uses alpha·opacity, and the layered files store it as the layer's
+  opacity.
 - Names are unique within a stack, so a layer can be taken out by name.
 - A stack is immutable: nodes make new stacks and never change the one they were given, so ComfyUI's output cache
   never sees a value change under it.
@@ -19,6 +22,8 @@ composite m·F + (1 − m)·B is the Porter–Duff "over" of the visible layers 
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +53,7 @@ class Layer:
     rgb: torch.Tensor
     alpha: torch.Tensor
     visible: bool = True
+    opacity: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -66,6 +72,11 @@ class Layer:
             )
         if rgb.shape[0] < 1 or rgb.shape[1] < 1 or rgb.shape[2] < 1:
             raise LayerStackError(f"Layer '{self.name}': expected a non-empty image, got shape {list(rgb.shape)}.")
+        opacity = self.opacity
+        if isinstance(opacity, bool) or not isinstance(opacity, (int, float)) or not (
+                math.isfinite(opacity) and 0.0 <= opacity <= 1.0):
+            raise LayerStackError(f"Layer '{self.name}': opacity expected a number in [0, 1], got {opacity!r}.")
+        object.__setattr__(self, "opacity", float(opacity))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -73,11 +84,17 @@ class Layer:
         return tuple(self.alpha.shape)
 
     def rgba(self) -> torch.Tensor:
-        """[B,H,W,4] straight RGBA."""
+        """[B,H,W,4] straight RGBA (the pixels; opacity not applied)."""
         return torch.cat([self.rgb, self.alpha.unsqueeze(-1)], dim=-1)
 
+    def replaced(self, **changes) -> Layer:
+        """A copy with some fields changed (checked like a new layer)."""
+        return dataclasses.replace(self, **changes)
 
-def make_layer(name: str, rgb: torch.Tensor, alpha: torch.Tensor | None = None, visible: bool = True) -> Layer:
+
+def make_layer(
+    name: str, rgb: torch.Tensor, alpha: torch.Tensor | None = None, visible: bool = True, opacity: float = 1.0
+) -> Layer:
     """A Layer from any float image/alpha: moved to the CPU as float32 and clamped to [0,1]; no alpha = opaque.
 
     Clamping is deliberate: ComfyUI images may overshoot [0,1] slightly (e.g. after bicubic upscales), and every
@@ -87,7 +104,7 @@ def make_layer(name: str, rgb: torch.Tensor, alpha: torch.Tensor | None = None, 
     if alpha is None:
         alpha = torch.ones(rgb.shape[:3], dtype=torch.float32)
     alpha = alpha.detach().to("cpu", torch.float32).clamp(0.0, 1.0)
-    return Layer(name=name, rgb=rgb.contiguous(), alpha=alpha.contiguous(), visible=visible)
+    return Layer(name=name, rgb=rgb.contiguous(), alpha=alpha.contiguous(), visible=visible, opacity=opacity)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,13 +164,16 @@ class LayerStack:
         """The stack of picture `index` alone (batch size 1)."""
         if not 0 <= index < self.batch_size:
             raise LayerStackError(f"LayerStack: batch index {index} is outside 0..{self.batch_size - 1}.")
-        return LayerStack(
-            tuple(
-                Layer(layer.name, layer.rgb[index : index + 1], layer.alpha[index : index + 1], layer.visible)
-                for layer in self.layers
-            )
-        )
+        return LayerStack(tuple(
+            layer.replaced(rgb=layer.rgb[index : index + 1], alpha=layer.alpha[index : index + 1])
+            for layer in self.layers
+        ))
 
     def __repr__(self) -> str:
-        parts = [f"{layer.name}{'' if layer.visible else ' (hidden)'}" for layer in self.layers]
+        def describe(layer: Layer) -> str:
+            hidden = "" if layer.visible else " (hidden)"
+            opacity = "" if layer.opacity == 1.0 else f" {layer.opacity:.0%}"
+            return f"{layer.name}{opacity}{hidden}"
+
+        parts = [describe(layer) for layer in self.layers]
         return f"LayerStack({self.batch_size}x{self.height}x{self.width}, bottom→top: {', '.join(parts)})"

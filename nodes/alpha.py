@@ -128,9 +128,12 @@ class LayerStackResizeStack(io.ComfyNode):
         node = "LayerStackResizeStack"
         stack = check_stack(stack, node)
         size = target_size(width, height, stack.height, stack.width, node)
-        layers = tuple(Layer(layer.name, *alpha_tools.resize_rgba(layer.rgb, layer.alpha, *size, method=method),
-                             visible=layer.visible) for layer in stack.layers)
-        return io.NodeOutput(LayerStack(layers))
+
+        def resized(layer: Layer) -> Layer:
+            rgb, alpha = alpha_tools.resize_rgba(layer.rgb, layer.alpha, *size, method=method)
+            return layer.replaced(rgb=rgb, alpha=alpha)
+
+        return io.NodeOutput(LayerStack(tuple(resized(layer) for layer in stack.layers)))
 
 
 class LayerStackCleanEdges(io.ComfyNode):

@@ -5,13 +5,15 @@ The stack convention (bottom-to-top order, straight alpha, 1 = opaque, hidden la
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from comfy_api.latest import io, ui
 
-from ..errors import node_error
-from ..layer_stack import compositing
+from ..errors import LayerStackError, node_error
+from ..layer_stack import compositing, editing
 from ..layer_stack.inputs import rgb_and_alpha, same_size_and_batch
-from ..layer_stack.stack import Layer, LayerStack, make_layer
+from ..layer_stack.stack import LayerStack, make_layer
 from ..layer_stack.text2layer import text2layer_stack
 from .common import CATEGORY, schema
 
@@ -205,6 +207,191 @@ class LayerStackPreview(io.ComfyNode):
         return io.NodeOutput(ui=ui.PreviewImage(flat.flatten(0, 1), cls=cls))
 
 
+DROP_FIRST_FRAME_TOOLTIP = (
+    "Drop frame 0 before building the stack. Qwen-Image-Layered decodes layers + 1 frames: frame 0 is the "
+    "regenerated whole picture, not a layer, and should be dropped; frames 1.. are the layers, bottom first. Leave "
+    "off when a 'Latent Cut' (index 1) already removed it."
+)
+ORDER_TOOLTIP = (
+    "Order of the frames: 'bottom to top' (frame 0 = bottom layer; Qwen-Image-Layered and ComfyUI's LAYERS z-order) "
+    "or 'top to bottom'."
+)
+
+
+def order_input() -> io.Combo.Input:
+    return io.Combo.Input("order", options=list(editing.ORDERS), default=editing.BOTTOM_TO_TOP, tooltip=ORDER_TOOLTIP)
+
+
+@contextlib.contextmanager
+def node_errors(node: str):
+    """Prefix the node id to errors from the pure helpers, whose messages name the input."""
+    try:
+        yield
+    except LayerStackError as e:
+        raise LayerStackError(f"{node}: {e}") from e
+
+
+class LayerStackFromBatch(io.ComfyNode):
+    """An RGBA image batch (a layered generator's output) as a stack, one layer per frame."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackFromBatch",
+            display_name="Layer Stack from RGBA Batch",
+            category=STACK_CATEGORY,
+            description="Makes one layer per frame of an image batch: RGBA (alpha last, e.g. Qwen-Image-Layered's "
+            "decoded layers), or RGB with a MASK. The stack holds one picture.",
+            inputs=[
+                io.Image.Input("images", tooltip="The layers as a batch: RGBA, or RGB with a mask."),
+                io.Mask.Input("mask", optional=True, tooltip="Alpha per frame for RGB images; see mask_meaning."),
+                mask_meaning_input(),
+                order_input(),
+                io.Boolean.Input("drop_first_frame", default=False, tooltip=DROP_FIRST_FRAME_TOOLTIP),
+                io.String.Input("names", default="",
+                                tooltip="Layer names, bottom to top, separated by commas; one per layer. Empty = "
+                                "layer_0, layer_1, ... from the bottom."),
+            ],
+            outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
+        )
+
+    @classmethod
+    def execute(cls, images, mask_meaning, order, drop_first_frame, names, mask=None) -> io.NodeOutput:
+        node = "LayerStackFromBatch"
+        rgb, alpha = rgb_and_alpha(images, mask, node, "images", "mask",
+                                   mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
+        with node_errors(node):
+            return io.NodeOutput(editing.stack_from_frames(rgb, alpha, names, order, drop_first_frame))
+
+
+class LayerStackToBatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackToBatch",
+            display_name="Layer Stack to RGBA Batch",
+            category=STACK_CATEGORY,
+            description="The stack's layers as one RGBA image batch (alpha last, 1 = opaque), one frame per layer; "
+            "for several pictures, picture by picture. A layer's opacity is multiplied into its alpha.",
+            inputs=[
+                LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
+                order_input(),
+                io.Boolean.Input("include_hidden", default=True,
+                                 tooltip="Also output hidden layers (off = only the layers the composite uses)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="images", tooltip="RGBA frames [layers, height, width, 4]."),
+                io.String.Output(display_name="names", tooltip="The frames' layer names, comma-separated."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, stack, order, include_hidden) -> io.NodeOutput:
+        node = "LayerStackToBatch"
+        stack = check_stack(stack, node)
+        with node_errors(node):
+            frames, names = editing.stack_to_frames(stack, order, include_hidden)
+        return io.NodeOutput(frames, ", ".join(names))
+
+
+def layer_name_input(tooltip: str = "The layer's name.") -> io.String.Input:
+    return io.String.Input("name", default="layer_0", tooltip=tooltip)
+
+
+class LayerStackReplaceLayer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackReplaceLayer",
+            display_name="Replace Layer in Stack",
+            category=STACK_CATEGORY,
+            description="Puts an edited image in place of one layer (same place, name, opacity and visibility). "
+            "The image must have the stack's size. Without a mask or alpha channel the layer keeps its alpha.",
+            inputs=[
+                LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
+                layer_name_input("The layer to replace."),
+                io.Image.Input("image", tooltip="The new colours: RGB (keeps the layer's alpha) or RGBA."),
+                io.Mask.Input("mask", optional=True, tooltip="The new alpha; see mask_meaning."),
+                mask_meaning_input(),
+            ],
+            outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
+        )
+
+    @classmethod
+    def execute(cls, stack, name, image, mask_meaning, mask=None) -> io.NodeOutput:
+        node = "LayerStackReplaceLayer"
+        stack = check_stack(stack, node)
+        rgb, alpha = rgb_and_alpha(image, mask, node, "image", "mask",
+                                   mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
+        with node_errors(node):
+            old = editing.layer_named(stack, name)
+        if (rgb.shape[1], rgb.shape[2]) != (stack.height, stack.width):
+            raise node_error(node, "image", f"height x width {stack.height}x{stack.width} (the stack's size)",
+                             f"{rgb.shape[1]}x{rgb.shape[2]}")
+        if mask is None and image.shape[-1] == 3:  # an RGB edit keeps the layer's alpha
+            n = max(rgb.shape[0], stack.batch_size)
+            alpha = old.alpha.expand(n, -1, -1) if old.alpha.shape[0] == 1 else old.alpha
+            rgb = rgb.expand(n, -1, -1, -1) if rgb.shape[0] == 1 else rgb
+        stack, rgb, alpha = _match_stack_batch(stack, rgb, alpha, node)
+        with node_errors(node):
+            return io.NodeOutput(editing.with_layer(stack, name, make_layer(name, rgb, alpha, old.visible,
+                                                                            old.opacity)))
+
+
+class LayerStackSetLayer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackSetLayer",
+            display_name="Set Layer Opacity / Visibility",
+            category=STACK_CATEGORY,
+            description="Sets one layer's opacity and visibility, and optionally renames it.",
+            inputs=[
+                LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
+                layer_name_input(),
+                io.Float.Input("opacity", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Layer opacity (multiplies its alpha in the composite; PSD/ORA layer opacity)."),
+                io.Boolean.Input("visible", default=True, tooltip="Hidden layers are kept but not composited."),
+                io.String.Input("new_name", default="", tooltip="A new name for the layer; empty = keep the name."),
+            ],
+            outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
+        )
+
+    @classmethod
+    def execute(cls, stack, name, opacity, visible, new_name) -> io.NodeOutput:
+        node = "LayerStackSetLayer"
+        stack = check_stack(stack, node)
+        with node_errors(node):
+            return io.NodeOutput(editing.set_properties(stack, name, opacity, visible, new_name))
+
+
+class LayerStackReorder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackReorder",
+            display_name="Reorder Layers",
+            category=STACK_CATEGORY,
+            description="Puts the layers in a new order, given as all layer names bottom to top, or reverses it.",
+            inputs=[
+                LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
+                io.String.Input("order", default="",
+                                tooltip="Every layer name exactly once, bottom to top, separated by commas. Empty = "
+                                "reverse the current order."),
+            ],
+            outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
+        )
+
+    @classmethod
+    def execute(cls, stack, order) -> io.NodeOutput:
+        node = "LayerStackReorder"
+        stack = check_stack(stack, node)
+        if not order.strip():
+            return io.NodeOutput(editing.reversed_stack(stack))
+        with node_errors(node):
+            return io.NodeOutput(editing.reordered(stack, order))
+
+
 def check_stack(stack: object, node: str, input_name: str = "stack") -> LayerStack:
     if not isinstance(stack, LayerStack):
         raise node_error(node, input_name, "a LAYER_STACK", f"a {type(stack).__name__}")
@@ -220,10 +407,13 @@ def _match_stack_batch(stack: LayerStack, rgb: torch.Tensor, alpha: torch.Tensor
         return stack, rgb.expand(n, -1, -1, -1), alpha.expand(n, -1, -1)
     if stack.batch_size == 1:
         n = rgb.shape[0]
-        layers = tuple(Layer(layer.name, layer.rgb.expand(n, -1, -1, -1).contiguous(),
-                             layer.alpha.expand(n, -1, -1).contiguous(), layer.visible) for layer in stack.layers)
+        layers = tuple(layer.replaced(rgb=layer.rgb.expand(n, -1, -1, -1).contiguous(),
+                                      alpha=layer.alpha.expand(n, -1, -1).contiguous()) for layer in stack.layers)
         return LayerStack(layers), rgb, alpha
     raise node_error(node, "image", f"batch size 1 or {stack.batch_size} (the stack's)", str(rgb.shape[0]))
 
 
-NODES = [LayerStackFromText2Layer, LayerStackAddLayer, LayerStackComposite, LayerStackGetLayer, LayerStackPreview]
+NODES = [
+    LayerStackFromText2Layer, LayerStackAddLayer, LayerStackFromBatch, LayerStackToBatch, LayerStackReplaceLayer,
+    LayerStackSetLayer, LayerStackReorder, LayerStackComposite, LayerStackGetLayer, LayerStackPreview,
+]
