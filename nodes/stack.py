@@ -11,8 +11,8 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..errors import LayerStackError, node_error
-from ..layer_stack import compositing, editing
-from ..layer_stack.inputs import rgb_and_alpha, same_size_and_batch
+from ..layer_stack import compositing, editing, matting
+from ..layer_stack.inputs import check_image, rgb_and_alpha, same_size_and_batch
 from ..layer_stack.stack import LayerStack, make_layer
 from ..layer_stack.text2layer import text2layer_stack
 from .common import CATEGORY, schema
@@ -392,6 +392,47 @@ class LayerStackReorder(io.ComfyNode):
             return io.NodeOutput(editing.reordered(stack, order))
 
 
+ESTIMATE_COLORS = "estimate edge colours (blur-fusion)"
+NAIVE_CUT = "naive cut (image colours)"
+
+
+class LayerStackSplitByMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(
+            node_id="LayerStackSplitByMask",
+            display_name="Split Image by Mask (Foreground + Background)",
+            category=STACK_CATEGORY,
+            description="Splits an image by a mask from any source (background removal, a segmenter, a painted "
+            "mask) into a stack: background (bottom) with a transparent hole where the foreground is, and the "
+            "foreground with the mask as alpha. Edge colours are estimated (blur-fusion, Forte and Pitie 2021) so "
+            "the cut-out carries no fringe of the old background.",
+            inputs=[
+                io.Image.Input("image", tooltip="The picture to split (RGB; the alpha of an RGBA image is ignored)."),
+                io.Mask.Input("mask", tooltip="The foreground's mask; see mask_meaning."),
+                mask_meaning_input(),
+                io.Combo.Input("method", options=[ESTIMATE_COLORS, NAIVE_CUT], default=ESTIMATE_COLORS,
+                               tooltip="How colours on the soft edge are found: estimated foreground and background "
+                               "colours (no halo), or the image's own colours in both layers."),
+                io.Float.Input("hole_threshold", default=1.0, min=0.01, max=1.0, step=0.01,
+                               tooltip="The background is transparent (a hole, e.g. for an inpainting model) where "
+                               "the foreground is at least this opaque. 1 = only under the fully opaque foreground, "
+                               "so the two layers together give back the image; lower it to cover the soft edge too."),
+            ],
+            outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
+        )
+
+    @classmethod
+    def execute(cls, image, mask, mask_meaning, method, hole_threshold) -> io.NodeOutput:
+        node = "LayerStackSplitByMask"
+        rgb = check_image(image, node, "image")[..., :3]
+        rgb, alpha = rgb_and_alpha(rgb, mask, node, "image", "mask",
+                                   mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
+        if method not in (ESTIMATE_COLORS, NAIVE_CUT):
+            raise node_error(node, "method", f"one of {[ESTIMATE_COLORS, NAIVE_CUT]}", repr(method))
+        return io.NodeOutput(matting.split_by_mask(rgb, alpha, method == ESTIMATE_COLORS, hole_threshold))
+
+
 def check_stack(stack: object, node: str, input_name: str = "stack") -> LayerStack:
     if not isinstance(stack, LayerStack):
         raise node_error(node, input_name, "a LAYER_STACK", f"a {type(stack).__name__}")
@@ -415,5 +456,5 @@ def _match_stack_batch(stack: LayerStack, rgb: torch.Tensor, alpha: torch.Tensor
 
 NODES = [
     LayerStackFromText2Layer, LayerStackAddLayer, LayerStackFromBatch, LayerStackToBatch, LayerStackReplaceLayer,
-    LayerStackSetLayer, LayerStackReorder, LayerStackComposite, LayerStackGetLayer, LayerStackPreview,
+    LayerStackSetLayer, LayerStackReorder, LayerStackSplitByMask, LayerStackComposite, LayerStackGetLayer, LayerStackPreview,
 ]
