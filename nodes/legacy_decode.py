@@ -1,4 +1,4 @@
-"""Drop-in ids of huchenlei/ComfyUI-layerdiffuse's decode nodes (layerdiffuse.md §9), running on layer_vae.
+"""Drop-in ids of huchenlei/ComfyUI-layerdiffuse's decode nodes (docs/FORMATS.md#old-nodes), running on layer_vae.
 
 Inputs, combo strings, defaults, ranges and output order are exactly the old ones, so shared workflows load and
 run unchanged; the RGBA node works again (the old one calls a JoinImageWithAlpha method current ComfyUI removed).

@@ -1,4 +1,4 @@
-"""Drop-in ids of huchenlei/ComfyUI-layerdiffuse's SD1.5 attention-sharing nodes (layerdiffuse.md §9), running on
+"""Drop-in ids of huchenlei/ComfyUI-layerdiffuse's SD1.5 attention-sharing nodes (docs/FORMATS.md#old-nodes), running on
 this pack's core (models/attention_sharing.py).
 
 Inputs, combo strings, defaults and output order are exactly the old ones, so shared workflows load and run

@@ -1,4 +1,4 @@
-"""Drop-in ids of huchenlei/ComfyUI-layerdiffuse's apply nodes (layerdiffuse.md §9), running on this pack's core.
+"""Drop-in ids of huchenlei/ComfyUI-layerdiffuse's apply nodes (docs/FORMATS.md#old-nodes), running on this pack's core.
 
 Inputs, combo strings, defaults, ranges and output order are exactly the old ones, so shared workflows load and run
 unchanged, including SDXL attention injection, which the old pack silently drops on current ComfyUI. Deprecated:
@@ -124,7 +124,7 @@ class LayeredDiffusionDiffApply(io.ComfyNode):
     def execute(cls, model, cond, uncond, blended_latent, latent, config: str, weight: float) -> io.NodeOutput:
         node_id = "LayeredDiffusionDiffApply"
         file_id = _config(node_id, DIFF_CONFIGS, config)
-        # c_concat channel order is [given layer, blended] (layerdiffuse.md §2.3)
+        # c_concat channel order is [given layer, blended] (docs/FORMATS.md#c-concat)
         return _apply_with_latent(node_id, file_id, model, cond, uncond, [latent, blended_latent],
                                   ["latent", "blended_latent"], weight)
 

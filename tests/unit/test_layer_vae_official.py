@@ -1,4 +1,4 @@
-"""The decoder/encoder at the official shapes: key/shape equality with the fact sheet, strict loading of the
+"""The decoder/encoder at the official shapes: key/shape equality with the official key lists, strict loading of the
 official-format fixture files (and loud errors for wrong ones), agreement with the diffusers-built reference
 network, and the full augmented decode with the official-shape UNet1024 (fp32, tiny sizes).
 """
@@ -18,29 +18,8 @@ from layerstack.errors import LayerStackError
 from layerstack.layer_vae import LatentTransparencyOffsetEncoder, UNet1024, decode_augmented, load_strict, runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC_KEYS = ROOT.parent / "shared" / "spec" / "weight-keys.txt"
 REFERENCE_OUTPUT = ROOT / "tests" / "data" / "layer_vae_unet1024_reference.json"
 TOLERANCE = 1e-5
-
-
-def spec_sections() -> dict[str, dict[str, tuple[int, ...]]]:
-    """Sections A (UNet1024) and B (offset encoder) of the fact sheet's key dump."""
-    assert SPEC_KEYS.is_file(), f"{SPEC_KEYS} is missing: the key/shape check needs the shared spec beside the repo"
-    sections: dict[str, dict[str, tuple[int, ...]]] = {}
-    current = None
-    for line in SPEC_KEYS.read_text().splitlines():
-        if line.startswith("########## "):
-            current = None
-            if "SECTION C" in line:
-                break
-        elif line.startswith("# UNet1024("):
-            current = sections.setdefault("A", {})
-        elif line.startswith("# LatentTransparencyOffsetEncoder("):
-            current = sections.setdefault("B", {})
-        elif current is not None and "\t" in line:
-            key, shape = line.split("\t")
-            current[key] = tuple(int(x) for x in shape.strip("[]").split(",") if x.strip())
-    return sections
 
 
 def shapes_of(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -56,17 +35,18 @@ def official_decoder() -> UNet1024:
     return net
 
 
-def test_keys_and_shapes_equal_the_fact_sheet():
-    spec = spec_sections()
-    assert len(spec["A"]) == 538 and len(spec["B"]) == 18
+def test_keys_and_shapes_equal_the_official_key_lists():
+    """tests/data/official_keys (the reference classes' key dump, docs/FORMATS.md#decoder) against our modules."""
+    decoder_keys, encoder_keys = official_shapes("vae_transparent_decoder"), official_shapes("vae_transparent_encoder")
+    assert len(decoder_keys) == 538 and len(encoder_keys) == 18
     decoder, encoder = UNet1024(), LatentTransparencyOffsetEncoder()
-    assert shapes_of(decoder) == spec["A"]
-    assert shapes_of(encoder) == spec["B"]
+    assert shapes_of(decoder) == decoder_keys
+    assert shapes_of(encoder) == encoder_keys
     assert sum(v.numel() for v in decoder.state_dict().values()) == 104_104_804
     assert sum(v.numel() for v in encoder.state_dict().values()) == 1_181_764
-    # the repo's copy that builds the fixtures is the same list
-    assert shapes_of(decoder) == official_shapes("vae_transparent_decoder")
-    assert shapes_of(encoder) == official_shapes("vae_transparent_encoder")
+    # the SD1.5 files share the SDXL layout
+    assert official_shapes("layer_sd15_vae_transparent_decoder") == decoder_keys
+    assert official_shapes("layer_sd15_vae_transparent_encoder") == encoder_keys
 
 
 def test_matches_the_diffusers_reference_output(official_decoder):
