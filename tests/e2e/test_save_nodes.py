@@ -17,10 +17,11 @@ from psd_tools import PSDImage
 from fixtures.layered_files import psd_layer_on_canvas
 from fixtures.rgba_images import rgba_picture
 from fixtures.server import PromptFailed
+from fixtures.workflows import api_workflow, ui_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
-UI_WORKFLOW = json.loads((ROOT / "workflows" / "stack_from_images.json").read_text())
-API_WORKFLOW = json.loads((ROOT / "workflows" / "api" / "stack_from_images.json").read_text())
+UI_WORKFLOW = ui_workflow("stack_from_images")
+API_WORKFLOW = api_workflow("stack_from_images")
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -125,7 +126,7 @@ def test_escaping_prefix_is_refused_through_the_server(comfy_server, inputs, pre
 def test_sdxl_example_workflow_ends_in_a_psd_and_an_rgba_png(comfy_server, fixture_paths):
     """The LayerDiffuse example on the random-weight SDXL fixture, made small: every node runs and the files hold
     the decoded foreground over the plain background."""
-    prompt = json.loads((ROOT / "workflows" / "api" / "stack_sdxl_transparent_psd.json").read_text())
+    prompt = api_workflow("stack_sdxl_transparent_psd")
     prompt["1"]["inputs"]["ckpt_name"] = fixture_paths["sdxl_checkpoint"].name
     prompt["5"]["inputs"].update(width=64, height=64)
     prompt["6"]["inputs"]["steps"] = 2
