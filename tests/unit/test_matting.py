@@ -7,32 +7,13 @@ the emoji's true colour, for the estimate and for the naive cut (the image's own
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from layerstack.errors import LayerStackError
+from fixtures.rgba_images import emoji, on_contrasting_background
 from layerstack.layer_stack import compositing, matting
 
-EMOJI = Path(__file__).resolve().parents[1] / "data" / "emoji"
 NAMES = ["1f34e", "1f332", "1f98b", "1f31f"]
-
-
-def emoji(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    with Image.open(EMOJI / f"{name}.png") as im:
-        rgba = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255)[None]
-    return rgba[..., :3], rgba[..., 3]
-
-
-def on_contrasting_background(rgb, alpha):
-    """The emoji over the corner of the RGB cube farthest from its mean edge colour; the edge mask; the colour."""
-    edge = (alpha > 0) & (alpha < 1)
-    colour = (rgb[edge].mean(dim=0) < 0.5).float()
-    a = alpha.unsqueeze(-1)
-    return a * rgb + (1 - a) * colour, edge, colour
 
 
 def test_box_mean_matches_a_direct_window_mean():
@@ -73,16 +54,3 @@ def test_split_layers_hole_and_recomposition():
     assert (rgb - image).abs().max() < 0.15 and (rgb - image).abs()[edge].mean() < 0.02
     wide = matting.split_by_mask(image, alpha, hole_threshold=0.01)
     assert torch.equal(wide.get("background").alpha, (alpha < 0.01).float())
-
-
-def test_split_node(comfy_host):
-    from layerstack.nodes import stack as nodes
-
-    true_rgb, alpha = emoji("1f332")
-    image, _, _ = on_contrasting_background(true_rgb, alpha)
-    stack = nodes.LayerStackSplitByMask.execute(image=image, mask=1 - alpha, mask_meaning=nodes.MASK_IS_LOADIMAGE,
-                                                method=nodes.ESTIMATE_COLORS, hole_threshold=1.0).result[0]
-    assert torch.allclose(stack.get("foreground").alpha, alpha) and stack.names == ["background", "foreground"]
-    with pytest.raises(LayerStackError, match=r"^LayerStackSplitByMask: input 'mask' expected height x width 64x64"):
-        nodes.LayerStackSplitByMask.execute(image=image, mask=alpha[:, :10], mask_meaning=nodes.MASK_IS_ALPHA,
-                                            method=nodes.NAIVE_CUT, hole_threshold=1.0)

@@ -7,22 +7,9 @@ import zipfile
 import numpy as np
 import torch
 
-from fixtures.layered_files import read_ora
-from fixtures.rgba_images import rgba_picture
+from fixtures.layered_files import read_ora, sample_stack
 from layerstack.layer_stack import compositing, files, openraster
 from layerstack.layer_stack.stack import LayerStack, make_layer
-from layerstack.layer_stack.text2layer import text2layer_stack
-
-
-def sample_stack(batch=1, height=40, width=56):
-    g = torch.Generator().manual_seed(4)
-    fg, alpha, _ = rgba_picture(height, width, soft=True, junk="noise")
-    stack = text2layer_stack(fg.expand(batch, -1, -1, -1), alpha.expand(batch, -1, -1),
-                             background=torch.rand(batch, height, width, 3, generator=g), include_mask_layer=True)
-    wash_alpha = torch.zeros(batch, height, width)
-    wash_alpha[:, 5:20, 30:50] = 0.5
-    wash = make_layer("Lasur – wash ü 影", torch.rand(batch, height, width, 3, generator=g), wash_alpha, opacity=0.35)
-    return stack.with_layer_on_top(wash)
 
 
 def test_ora_layout_layers_and_merged_image_read_back():
@@ -51,18 +38,3 @@ def test_ora_layout_layers_and_merged_image_read_back():
 def test_ora_thumbnail_is_at_most_256_pixels():
     stack = LayerStack((make_layer("big", torch.rand(1, 300, 600, 3)),))
     assert read_ora(openraster.ora_bytes(stack, 0))["thumbnail_size"] == (256, 128)
-
-
-def test_save_ora_node_writes_one_file_per_picture(comfy_host, tmp_path, monkeypatch):
-    import folder_paths
-
-    from layerstack.nodes import save
-
-    monkeypatch.setattr(folder_paths, "output_directory", str(tmp_path / "output"))
-    monkeypatch.setattr(folder_paths, "temp_directory", str(tmp_path / "temp"))
-    stack = sample_stack(batch=2)
-    ui = save.LayerStackSaveORA.execute(stack=stack, filename_prefix="layered/shot").ui
-    assert [(r["filename"], r["subfolder"]) for r in ui["ora"]] == [("shot_00001_.ora", "layered"),
-                                                                    ("shot_00002_.ora", "layered")]
-    ora = read_ora((tmp_path / "output" / "layered" / "shot_00002_.ora").read_bytes())
-    assert [layer["name"] for layer in ora["layers"]] == stack.names and len(ui["images"]) == 2
