@@ -1,7 +1,8 @@
 """Layered PSD and RGBA PNG encoding of stacks and straight-alpha images (8 bits per channel).
 
-PSD: one pixel layer per stack layer, bottom first, with the layer's name, visibility and alpha as the layer's
-transparency channel, full canvas size at offset (0, 0). The merged image is the composite of the visible layers:
+PSD: one pixel layer per stack layer, bottom first, with the layer's name, opacity, visibility and alpha as the
+layer's transparency channel. Each layer holds only the box around its visible pixels, placed at that box's offset
+(docs/FORMATS.md#psd); a layer with no visible pixel keeps the full canvas. The merged image is the composite of the visible layers:
 psd-tools renders it from the layers on save (Porter–Duff "over" for normal layers, the same as compositing.py) and
 stores it the way Photoshop does (matted on white, with the composite's alpha flagged by the 'Mtrn' block), so
 viewers and thumbnails that read only the merged image see the composite with its transparency.
@@ -34,12 +35,30 @@ def rgba_image(rgb: torch.Tensor, alpha: torch.Tensor) -> Image.Image:
     return Image.fromarray(to_uint8(torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1)))
 
 
+def content_box(alpha: torch.Tensor) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the pixels of alpha [H,W] that are visible at 8 bits; the whole picture when
+    none is (editors handle empty layers differently, a full transparent one everywhere the same)."""
+    visible = torch.from_numpy(to_uint8(alpha) > 0)
+    rows, cols = visible.any(dim=1).nonzero(), visible.any(dim=0).nonzero()
+    if rows.numel() == 0:
+        return 0, 0, alpha.shape[0], alpha.shape[1]
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def cropped_layers(stack: LayerStack, index: int):
+    """(layer, 8-bit RGBA PIL image of its content box, top, left) per layer of picture `index`, bottom first."""
+    for layer in stack.layers:
+        top, left, bottom, right = content_box(layer.alpha[index])
+        crop = rgba_image(layer.rgb[index, top:bottom, left:right], layer.alpha[index, top:bottom, left:right])
+        yield layer, crop, top, left
+
+
 def psd_document(stack: LayerStack, index: int) -> PSDImage:
     """The PSD document of picture `index` of the stack."""
-    item = stack.batch_item(index)
-    document = PSDImage.new("RGBA", (item.width, item.height))
-    for layer in item.layers:
-        pixel_layer = PixelLayer.frompil(rgba_image(layer.rgb[0], layer.alpha[0]), document)
+    document = PSDImage.new("RGBA", (stack.width, stack.height))
+    for layer, image, top, left in cropped_layers(stack, index):
+        pixel_layer = PixelLayer.frompil(image, document, top=top, left=left)
+        pixel_layer.opacity = round(layer.opacity * 255)
         # The setter writes the Unicode name block, with a legacy name fallback for names MacRoman cannot hold.
         pixel_layer.name = layer.name
         pixel_layer.visible = layer.visible

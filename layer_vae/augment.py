@@ -1,4 +1,4 @@
-"""The test-time augmentations of the transparent decode (layerdiffuse.md §5.4).
+"""The test-time augmentations of the transparent decode (docs/FORMATS.md#decode-passes).
 
 A pass is (flip, k): flip along width, then rotate by k quarter turns; undone in reverse order.
 """

@@ -1,4 +1,4 @@
-"""Augmented transparent decode (layerdiffuse.md §5), batched.
+"""Augmented transparent decode (docs/FORMATS.md#decode), batched.
 
 The reference runs 8 flip/rot90 passes one after another, clips each to [0,1], takes the
 per-pixel ``torch.median`` over the passes (the lower of the two middle values) and clips

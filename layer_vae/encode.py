@@ -1,4 +1,4 @@
-"""Transparent encode (layerdiffuse.md §6.2): an RGBA image -> a latent the transparent decoder
+"""Transparent encode (docs/FORMATS.md#encode): an RGBA image -> a latent the transparent decoder
 turns back into the same RGBA.
 
 The ordinary VAE encodes the image composited on mid-grey; the offset encoder reads

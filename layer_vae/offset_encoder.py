@@ -1,4 +1,4 @@
-"""LatentTransparencyOffsetEncoder: [alpha, padded RGB] -> a 4-channel latent offset (layerdiffuse.md §6.1).
+"""LatentTransparencyOffsetEncoder: [alpha, padded RGB] -> a 4-channel latent offset (docs/FORMATS.md#offset-encoder-architecture).
 
 18 tensors, 1,181,764 parameters; loads the official SD1.5 and SDXL encoder files strictly.
 """

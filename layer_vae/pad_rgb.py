@@ -1,4 +1,4 @@
-"""RGB padding for transparent images (layerdiffuse.md §6.3), in torch.
+"""RGB padding for transparent images (docs/FORMATS.md#pad-rgb), in torch.
 
 Colours under transparent pixels are replaced by smooth colours spread outward from the
 visible ones: an alpha-weighted pyramid is built by area downscaling by 1/1.2 per level, then

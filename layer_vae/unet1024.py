@@ -1,7 +1,7 @@
 """UNet1024: the LayerDiffuse transparent decoder (RGB + latent -> alpha + RGB).
 
 Same architecture and state-dict keys as the reference ``UNet1024(in_channels=3, out_channels=4)``
-(layerdiffuse.md §4): 538 tensors, 104,104,804 parameters; loads the official SD1.5 and SDXL
+(docs/FORMATS.md#decoder): 538 tensors, 104,104,804 parameters; loads the official SD1.5 and SDXL
 decoder files strictly.
 """
 

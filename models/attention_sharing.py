@@ -1,5 +1,5 @@
 """SD1.5 attention sharing (`layer_sd15_transparent_attn`, `_joint`, `_fg2bg`, `_bg2fg`): the learned modules, strict
-loading of the official files and the ComfyUI patches that run them (facts: shared spec layerdiffuse.md §3).
+loading of the official files and the ComfyUI patches that run them (docs/FORMATS.md#attention-sharing).
 
 A batch holds groups of F frames, sample n = b·F + f (F = 1 transparent, 3 joint: fg/bg/blended, 2 fg2bg: bg/blended,
 2 bg2fg: fg/blended). Each of the 32 attention layers of the SD1.5 UNet gets, per frame f, rank-256 LoRAs on q/k/v/out,

@@ -1,6 +1,6 @@
 """Condition images (foreground / background / blended layers) made ready for a VAE: grey composite, fit, encode.
 
-Forge's behaviour (layerdiffuse.md §7.1): an RGBA condition is flattened onto 50 % grey, then fitted to the generation
+Forge's behaviour (docs/FORMATS.md#condition-images): an RGBA condition is flattened onto 50 % grey, then fitted to the generation
 size with one of three resize modes. Plain torch on ComfyUI IMAGE tensors ([B, H, W, C], float in [0, 1]); the only
 ComfyUI object touched is the VAE passed in, so this module imports no ComfyUI code.
 """

@@ -1,6 +1,6 @@
 """The table of the 14 official LayerDiffuse files: what each is, where it comes from, and how to recognise it.
 
-Loaders, error messages, docs and tests all read this one table (facts: shared spec layerdiffuse.md §1).
+Loaders, error messages, docs and tests all read this one table (docs/FORMATS.md#files).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def encoder_for(family: Family) -> LayerFile:
     return files_of(family, Kind.ENCODER)[0]
 
 
-# SD1.5 attention-sharing layer order (facts §3.2): state-dict index i -> attention module under `diffusion_model.`.
+# SD1.5 attention-sharing layer order (docs/FORMATS.md#attention-sharing-layers): state-dict index i -> attention module under `diffusion_model.`.
 # Even i is attn1 (self-attention), odd i attn2 (cross-attention); the middle block comes last, not in execution order.
 _SD15_TRANSFORMERS = (
     "input_blocks.1.1", "input_blocks.2.1", "input_blocks.4.1", "input_blocks.5.1", "input_blocks.7.1",

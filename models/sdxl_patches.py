@@ -1,13 +1,13 @@
 """The six SDXL layer files as ComfyUI-native weight patches, with weight, start/stop and the c_concat condition.
 
-File format (layerdiffuse.md §2.1): every key is `<model_key>::<lora|diff>::<index>`; a lora pair is (0 = up,
-1 = down), a diff is a full-shape delta. Patch forms (comfyui-notes §2.2): `LoRAAdapter` objects and
+File format (docs/FORMATS.md#sdxl-patch-format): every key is `<model_key>::<lora|diff>::<index>`; a lora pair is (0 = up,
+1 = down), a diff is a full-shape delta. Patch forms (docs/FORMATS.md#sdxl-patches-in-comfyui): `LoRAAdapter` objects and
 `("diff", (delta, {"pad_weight": True}))`; the legacy `("lora", ...)` tuple is silently dropped by current ComfyUI,
 which is exactly the failure this module exists to avoid, so every key is checked against the model before use.
 
 Start/stop ("stop at", Forge semantics, schedule percent): the deltas live in a `comfy.hooks.WeightHook` whose
 keyframes switch its strength between 1 and 0 and which rides on the conditioning; the conv_in zero-padding is an
-always-on base patch (comfyui-notes §2.7 option A). Outside the window the padded channels are zero, so the c_concat
+always-on base patch (docs/FORMATS.md#stop-at). Outside the window the padded channels are zero, so the c_concat
 condition has no effect either, matching Forge's "original UNet, no c_concat".
 """
 
@@ -212,7 +212,7 @@ def with_c_concat(conditioning, c_concat: torch.Tensor):
     """Copies of the conditioning whose entries carry `c_concat` (model space) for the UNet input.
 
     CONDNoiseShape repeats it to the sampled batch and crops it with area conds; SDXL's own extra_conds never
-    produce a c_concat, so this one survives (comfyui-notes §2.8).
+    produce a c_concat, so this one survives (docs/FORMATS.md#c-concat).
     """
     out = []
     for embedding, options in conditioning:

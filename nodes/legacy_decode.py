@@ -1,4 +1,4 @@
-"""Drop-in ids of huchenlei/ComfyUI-layerdiffuse's decode nodes (layerdiffuse.md §9), running on layer_vae.
+"""Drop-in ids of huchenlei/ComfyUI-layerdiffuse's decode nodes (docs/FORMATS.md#old-nodes), running on layer_vae.
 
 Inputs, combo strings, defaults, ranges and output order are exactly the old ones, so shared workflows load and
 run unchanged; the RGBA node works again (the old one calls a JoinImageWithAlpha method current ComfyUI removed).
@@ -18,7 +18,7 @@ from comfy_api.latest import io
 from ..errors import node_error
 from ..layer_vae import runtime
 from ..models.registry import Family
-from .common import LEGACY_CATEGORY, LayerStackNode, schema
+from .common import LEGACY_CATEGORY, schema
 
 SD_VERSIONS = ["SD15", "SDXL"]  # the old StableDiffusionVersion values, in the old order
 MAX_FRAMES = 3
@@ -33,6 +33,8 @@ def _common_inputs() -> list[io.Input]:
 
 def _decode(node: str, samples, images, sd_version: str, sub_batch_size: int) -> torch.Tensor:
     """[B,H,W,4] alpha-first decode, as the old decode node computed it (8 passes)."""
+    if sd_version not in SD_VERSIONS:
+        raise node_error(node, "sd_version", f"one of {SD_VERSIONS}", repr(sd_version))
     # Stateless: the decoder is read per run (the old node cached it on the instance).
     tvae = runtime.TransparentVAE(Family(sd_version))
     return runtime.decode(tvae, images, samples["samples"], node=node, passes=8, sub_batch_size=sub_batch_size)
@@ -42,13 +44,11 @@ def _rgba(decoded: torch.Tensor) -> torch.Tensor:
     return torch.cat([decoded[..., 1:], decoded[..., :1]], dim=-1)
 
 
-class LayeredDiffusionDecode(LayerStackNode):
-    NODE_ID = "LayeredDiffusionDecode"
-
+class LayeredDiffusionDecode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id=cls.NODE_ID,
+            node_id="LayeredDiffusionDecode",
             display_name="Layer Diffuse Decode",
             category=LEGACY_CATEGORY,
             description="ComfyUI-layerdiffuse's transparent decode (deprecated; use Transparent Decode). Outputs "
@@ -60,17 +60,15 @@ class LayeredDiffusionDecode(LayerStackNode):
 
     @classmethod
     def execute(cls, samples, images, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
-        decoded = _decode(cls.NODE_ID, samples, images, sd_version, sub_batch_size)
+        decoded = _decode("LayeredDiffusionDecode", samples, images, sd_version, sub_batch_size)
         return io.NodeOutput(decoded[..., 1:], decoded[..., 0])
 
 
-class LayeredDiffusionDecodeRGBA(LayerStackNode):
-    NODE_ID = "LayeredDiffusionDecodeRGBA"
-
+class LayeredDiffusionDecodeRGBA(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id=cls.NODE_ID,
+            node_id="LayeredDiffusionDecodeRGBA",
             display_name="Layer Diffuse Decode (RGBA)",
             category=LEGACY_CATEGORY,
             description="ComfyUI-layerdiffuse's RGBA decode (deprecated; use Transparent Decode's rgba output).",
@@ -81,16 +79,14 @@ class LayeredDiffusionDecodeRGBA(LayerStackNode):
 
     @classmethod
     def execute(cls, samples, images, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
-        return io.NodeOutput(_rgba(_decode(cls.NODE_ID, samples, images, sd_version, sub_batch_size)))
+        return io.NodeOutput(_rgba(_decode("LayeredDiffusionDecodeRGBA", samples, images, sd_version, sub_batch_size)))
 
 
-class LayeredDiffusionDecodeSplit(LayerStackNode):
-    NODE_ID = "LayeredDiffusionDecodeSplit"
-
+class LayeredDiffusionDecodeSplit(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id=cls.NODE_ID,
+            node_id="LayeredDiffusionDecodeSplit",
             display_name="Layer Diffuse Decode (Split)",
             category=LEGACY_CATEGORY,
             description="ComfyUI-layerdiffuse's split decode for SD1.5 joint batches (deprecated): frame 0 of each "
@@ -107,7 +103,7 @@ class LayeredDiffusionDecodeSplit(LayerStackNode):
 
     @classmethod
     def execute(cls, samples, images, frames: int, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
-        node = cls.NODE_ID
+        node = "LayeredDiffusionDecodeSplit"
         if not 2 <= frames <= MAX_FRAMES:
             raise node_error(node, "frames", f"2..{MAX_FRAMES}", str(frames))
         first = copy.copy(samples)

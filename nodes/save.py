@@ -1,4 +1,5 @@
-"""Output nodes that write deliverables: layered PSD files and RGBA PNG files, into ComfyUI's output folder.
+"""Output nodes that write deliverables: layered PSD and OpenRaster files and RGBA PNG files, into ComfyUI's output
+folder.
 
 Names follow ComfyUI's SaveImage: '<prefix>_<counter:05>_.<ext>', the prefix may contain subfolders and
 %width% / %height% / %year% ... / %batch_num%. A prefix that would leave the output folder is refused, and an existing
@@ -17,19 +18,13 @@ from comfy.cli_args import args
 from comfy_api.latest import io, ui
 
 from ..errors import LayerStackError
-from ..layer_stack import compositing, files
+from ..layer_stack import compositing, files, openraster
 from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_stack.output_paths import check_folder, check_prefix, write_new_file
-from .common import (
-    CATEGORY,
-    STACK_TOOLTIP,
-    LayerStackNode,
-    LayerStackType,
-    alpha_input,
-    check_stack,
-    image_input,
-    schema,
-)
+from ..layer_stack.stack import LayerStack
+from .alpha import alpha_input, image_input
+from .common import CATEGORY, schema
+from .stack import STACK_TOOLTIP, LayerStackType, check_stack
 
 SAVE_CATEGORY = f"{CATEGORY}/save"
 
@@ -76,45 +71,68 @@ def png_text(cls: type[io.ComfyNode]) -> dict[str, str]:
     return text
 
 
-class LayerStackSavePSD(LayerStackNode):
-    NODE_ID = "LayerStackSavePSD"
+def layered_file_schema(node_id: str, display_name: str, description: str) -> io.Schema:
+    return schema(
+        node_id=node_id,
+        display_name=display_name,
+        category=SAVE_CATEGORY,
+        description=description,
+        inputs=[
+            LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
+            io.String.Input("filename_prefix", default="LayerStack/layers", tooltip=PREFIX_TOOLTIP),
+        ],
+        outputs=[],
+        is_output_node=True,
+    )
 
+
+def save_layered_files(
+    cls: type[io.ComfyNode], node: str, stack, prefix: str, extension: str,
+    write: Callable[[LayerStack, int, BinaryIO], None],
+) -> io.NodeOutput:
+    """One layered file per picture; the UI lists the files under `extension` (/view serves them) and shows the
+    composites as previews, since browsers can show neither PSD nor OpenRaster."""
+    stack = check_stack(stack, node)
+    writers = [lambda out, i=i: write(stack, i, out) for i in range(stack.batch_size)]
+    saved = save_batch(node, prefix, extension, stack.width, stack.height, writers)
+    rgb, alpha = compositing.composite(stack)
+    preview = ui.PreviewImage(torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1), cls=cls)
+    return io.NodeOutput(ui={**preview.as_dict(), extension: saved})
+
+
+class LayerStackSavePSD(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema(
-            node_id=cls.NODE_ID,
-            display_name="Save Layer Stack (PSD)",
-            category=SAVE_CATEGORY,
-            description="Writes one layered PSD per picture: one pixel layer per stack layer (bottom to top, with "
-            "its name, visibility and alpha) and the composite as the merged image. Opens in Photoshop, Krita, GIMP "
-            "and Photopea.",
-            inputs=[
-                LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
-                io.String.Input("filename_prefix", default="LayerStack/layers", tooltip=PREFIX_TOOLTIP),
-            ],
-            outputs=[],
-            is_output_node=True,
-        )
+        return layered_file_schema(
+            "LayerStackSavePSD", "Save Layer Stack (PSD)",
+            "Writes one layered PSD per picture: one pixel layer per stack layer (bottom to top, with its name, "
+            "opacity, visibility, alpha and offset) and the composite as the merged image. Opens in Photoshop, "
+            "Krita, GIMP and Photopea.")
 
     @classmethod
     def execute(cls, stack, filename_prefix) -> io.NodeOutput:
-        node = cls.NODE_ID
-        stack = check_stack(stack, node)
-        writers = [lambda out, i=i: files.write_psd(stack, i, out) for i in range(stack.batch_size)]
-        saved = save_batch(node, filename_prefix, "psd", stack.width, stack.height, writers)
-        rgb, alpha = compositing.composite(stack)
-        preview = ui.PreviewImage(torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1), cls=cls)
-        # 'psd' lists the files (/view serves them); 'images' shows the composites, since browsers cannot show PSD.
-        return io.NodeOutput(ui={**preview.as_dict(), "psd": saved})
+        return save_layered_files(cls, "LayerStackSavePSD", stack, filename_prefix, "psd", files.write_psd)
 
 
-class LayerStackSaveRGBA(LayerStackNode):
-    NODE_ID = "LayerStackSaveRGBA"
+class LayerStackSaveORA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return layered_file_schema(
+            "LayerStackSaveORA", "Save Layer Stack (OpenRaster)",
+            "Writes one OpenRaster (.ora) file per picture: one PNG layer per stack layer (name, opacity, "
+            "visibility, offset), the composite as the merged image and a thumbnail. Opens natively in Krita and "
+            "MyPaint (GIMP needs its OpenRaster plug-in).")
 
+    @classmethod
+    def execute(cls, stack, filename_prefix) -> io.NodeOutput:
+        return save_layered_files(cls, "LayerStackSaveORA", stack, filename_prefix, "ora", openraster.write_ora)
+
+
+class LayerStackSaveRGBA(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id=cls.NODE_ID,
+            node_id="LayerStackSaveRGBA",
             display_name="Save RGBA PNG",
             category=SAVE_CATEGORY,
             description="Writes transparent PNGs (straight alpha) with the prompt and workflow embedded like "
@@ -129,7 +147,7 @@ class LayerStackSaveRGBA(LayerStackNode):
 
     @classmethod
     def execute(cls, image, filename_prefix, alpha=None) -> io.NodeOutput:
-        node = cls.NODE_ID
+        node = "LayerStackSaveRGBA"
         rgb, a = rgb_and_alpha(image, alpha, node, alpha_required=True)
         text = png_text(cls)
         writers = [lambda out, i=i: files.write_rgba_png(rgb[i], a[i], out, text) for i in range(rgb.shape[0])]
@@ -137,4 +155,4 @@ class LayerStackSaveRGBA(LayerStackNode):
         return io.NodeOutput(ui=ui.SavedImages(saved))
 
 
-NODES = [LayerStackSavePSD, LayerStackSaveRGBA]
+NODES = [LayerStackSavePSD, LayerStackSaveORA, LayerStackSaveRGBA]

@@ -15,18 +15,27 @@ from ..layer_stack.compositing import flatten
 from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_vae import runtime
 from ..models.registry import Family
-from .common import CATEGORY, MASK_IS_LOADIMAGE, PASSES_OPTIONS, LayerStackNode, LayerVAE, mask_meaning_input, schema
+from .common import CATEGORY, schema
 
 VAE_CATEGORY = f"{CATEGORY}/transparent VAE"
+LayerVAE = io.Custom("LAYER_VAE")
+
+PASSES_OPTIONS = [str(p) for p in runtime.PASSES_CHOICES]
+MASK_IS_ALPHA = "alpha (1 = opaque)"
+MASK_IS_LOADIMAGE = "LoadImage mask (1 = transparent)"
 
 
-class LoadTransparentVAE(LayerStackNode):
-    NODE_ID = "LayerStackLoadTransparentVAE"
+def _passes(node: str, passes: str) -> int:
+    if passes not in PASSES_OPTIONS:
+        raise node_error(node, "passes", f"one of {PASSES_OPTIONS}", repr(passes))
+    return int(passes)
 
+
+class LoadTransparentVAE(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id=cls.NODE_ID,
+            node_id="LayerStackLoadTransparentVAE",
             display_name="Load Transparent VAE",
             category=VAE_CATEGORY,
             description="The LayerDiffuse transparent decoder and offset encoder of one model family (SD1.5 or "
@@ -45,7 +54,7 @@ class LoadTransparentVAE(LayerStackNode):
 
     @classmethod
     def execute(cls, family: str, allow_download: bool, model=None) -> io.NodeOutput:
-        node = cls.NODE_ID
+        node = "LayerStackLoadTransparentVAE"
         chosen = runtime.family_from(node, family, model)
         return io.NodeOutput(runtime.TransparentVAE(chosen, download=allow_download))
 
@@ -65,13 +74,11 @@ def _decode_inputs() -> list[io.Input]:
     ]
 
 
-class TransparentDecode(LayerStackNode):
-    NODE_ID = "LayerStackTransparentDecode"
-
+class TransparentDecode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id=cls.NODE_ID,
+            node_id="LayerStackTransparentDecode",
             display_name="Transparent Decode",
             category=VAE_CATEGORY,
             description="Turns a transparent latent (LayerDiffuse) into RGB + alpha with the transparent decoder. "
@@ -89,22 +96,20 @@ class TransparentDecode(LayerStackNode):
 
     @classmethod
     def execute(cls, layer_vae, samples, images, passes: str, sub_batch_size: int) -> io.NodeOutput:
-        node = cls.NODE_ID
+        node = "LayerStackTransparentDecode"
         if not isinstance(layer_vae, runtime.TransparentVAE):
             raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
-        decoded = runtime.decode(layer_vae, images, samples["samples"], node=node, passes=int(passes),
+        decoded = runtime.decode(layer_vae, images, samples["samples"], node=node, passes=_passes(node, passes),
                                  sub_batch_size=sub_batch_size or None)
         alpha, rgb = decoded[..., 0], decoded[..., 1:]
         return io.NodeOutput(rgb, alpha, torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1))
 
 
-class TransparentEncode(LayerStackNode):
-    NODE_ID = "LayerStackTransparentEncode"
-
+class TransparentEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id=cls.NODE_ID,
+            node_id="LayerStackTransparentEncode",
             display_name="Transparent Encode (RGBA)",
             category=VAE_CATEGORY,
             description="Encodes an RGBA image into a latent that keeps its transparency, for img2img / inpaint "
@@ -115,8 +120,9 @@ class TransparentEncode(LayerStackNode):
                 io.Vae.Input("vae", tooltip="The checkpoint's ordinary VAE."),
                 io.Image.Input("image", tooltip="RGB (then connect 'mask') or RGBA [B,H,W,4]; straight alpha."),
                 io.Mask.Input("mask", optional=True, tooltip="The alpha, when 'image' is RGB; see 'mask_meaning'."),
-                mask_meaning_input("LoadImage's MASK is 1 where the PNG is transparent: pick the second option for "
-                                   "it. LayerStack's own alpha outputs are the first."),
+                io.Combo.Input("mask_meaning", options=[MASK_IS_ALPHA, MASK_IS_LOADIMAGE], default=MASK_IS_ALPHA,
+                               tooltip="LoadImage's MASK is 1 where the PNG is transparent: pick the second option "
+                                       "for it. LayerStack's own alpha outputs are the first."),
                 io.Float.Input("offset_multiplier", default=1.0, min=0.0, max=1000.0, step=0.01,
                                tooltip="Scale of the transparency offset added to the VAE latent. 1 with the "
                                        "official LayerDiffusion files; 0 gives a plain VAE encode of the image "
@@ -127,9 +133,11 @@ class TransparentEncode(LayerStackNode):
 
     @classmethod
     def execute(cls, layer_vae, vae, image, mask_meaning: str, offset_multiplier: float, mask=None) -> io.NodeOutput:
-        node = cls.NODE_ID
+        node = "LayerStackTransparentEncode"
         if not isinstance(layer_vae, runtime.TransparentVAE):
             raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
+        if mask_meaning not in (MASK_IS_ALPHA, MASK_IS_LOADIMAGE):
+            raise node_error(node, "mask_meaning", f"{MASK_IS_ALPHA!r} or {MASK_IS_LOADIMAGE!r}", repr(mask_meaning))
         rgb, alpha = rgb_and_alpha(image, mask, node, alpha_input="mask", alpha_required=True,
                                    mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
         latent = runtime.encode(layer_vae, vae, rgb.movedim(-1, 1), alpha.unsqueeze(1), node=node,
@@ -137,13 +145,11 @@ class TransparentEncode(LayerStackNode):
         return io.NodeOutput({"samples": latent})
 
 
-class PreviewRGBA(LayerStackNode):
-    NODE_ID = "LayerStackPreviewRGBA"
-
+class PreviewRGBA(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id=cls.NODE_ID,
+            node_id="LayerStackPreviewRGBA",
             display_name="Preview RGBA",
             category=VAE_CATEGORY,
             description="Shows an RGBA image (or RGB + alpha) over a grey checkerboard, the way Forge's "
@@ -159,7 +165,7 @@ class PreviewRGBA(LayerStackNode):
 
     @classmethod
     def execute(cls, image, alpha=None) -> io.NodeOutput:
-        rgb, alpha = rgb_and_alpha(image, alpha, cls.NODE_ID, alpha_required=True)
+        rgb, alpha = rgb_and_alpha(image, alpha, "LayerStackPreviewRGBA", alpha_required=True)
         preview = flatten(rgb, alpha, "checkerboard")
         return io.NodeOutput(preview, ui=ui.PreviewImage(preview, cls=cls))
 

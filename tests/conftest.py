@@ -1,4 +1,10 @@
-"""Shared fixtures: in-process ComfyUI, generated model fixtures, and a real headless ComfyUI server."""
+"""Shared fixtures (in-process ComfyUI, generated model fixtures, a real headless ComfyUI server) and the test tiers.
+
+Tiers, by folder (each runnable alone, e.g. `pytest -m unit`; scripts/test.sh runs them in this order):
+- tests/unit   `unit`: plain torch/numpy; ComfyUI is not importable there (tests/unit/conftest.py).
+- tests/host   `host`: ComfyUI in-process (`comfy_host`, `sd15`, `sdxl`, ...).
+- tests/e2e    `server`: a real headless ComfyUI server (`comfy_server`).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ import pytest
 from fixtures.comfy_env import import_pack
 from fixtures.server import ComfyServer
 
-# The pack (and with it ComfyUI) must be importable before test modules import `layerstack.*`.
-import_pack()
+TIERS = {"unit": "unit", "host": "host", "e2e": "server"}
+# Per-test limits sized to the tier; session fixtures (building the fixture models, a first server start on a busy
+# 2-core machine) count towards the first test that needs them.
+TIER_TIMEOUT_S = {"unit": 60, "host": 900, "server": 1200}
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +62,19 @@ def scratch_dir():
 def pytest_configure(config):
     # Keep ComfyUI's own log chatter out of the way unless asked for.
     os.environ.setdefault("TQDM_DISABLE", "1")
+    for tier in TIERS.values():
+        config.addinivalue_line("markers", f"{tier}: {tier}-tier test (see tests/conftest.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        folder = Path(item.path).relative_to(Path(__file__).parent).parts[0]
+        tier = TIERS.get(folder)
+        if tier is None:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tier folders {sorted(TIERS)}")
+        item.add_marker(getattr(pytest.mark, tier))
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIER_TIMEOUT_S[tier]))
 
 
 class LoadedCheckpoint:

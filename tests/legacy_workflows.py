@@ -1,11 +1,11 @@
-"""Our regression fixtures of ComfyUI-layerdiffuse's ten example workflows (layerdiffuse.md §9), in both formats.
+"""Our regression fixtures of ComfyUI-layerdiffuse's ten example workflows (docs/FORMATS.md#old-workflows), in both formats.
 
 Each graph keeps the original's node types, links and widget values, with what a test machine cannot have
 substituted (for CPU time and because the files are not here): the fixture checkpoints, generated 64×64 input
 images, 64×64 instead of 1024²/512², 2 sampling steps instead of 20, SD1.5 batches of one set (2 or 3 instead of
 4 or 6), and core `ImageScale` for the essentials pack's `ImageResize+`. Four graphs follow the original files node
 for node (fg_example_rgba, fg_example, diff_bg_stop_at, cond_joint_fg); the others are rebuilt from the description
-of their graph in layerdiffuse.md §9. The originals' mistakes are kept on purpose (cond_joint_bg decodes its SD1.5
+of their graph in docs/FORMATS.md#old-workflows. The originals' mistakes are kept on purpose (cond_joint_bg decodes its SD1.5
 latents with sd_version "SDXL"): shared files contain them.
 
 The UI file is written the way the old frontend saved it (sockets only in `inputs`, positional `widgets_values`

@@ -1,6 +1,6 @@
 """The eight node ids of huchenlei/ComfyUI-layerdiffuse, as shared workflows depend on them, against /object_info.
 
-The table is written from the old pack's node definitions (docs: shared/spec/layerdiffuse.md §9), not from ours:
+The table is written from the old pack's node definitions (docs/FORMATS.md#old-nodes), not from ours:
 input names and their order (UI files store widget values by position), required vs optional, types, combo strings
 in order (the first is the default when none is given), defaults, ranges, steps, output types in order and display
 names. Any refactor that changes one of them breaks workflows people already have, so it must fail here first.

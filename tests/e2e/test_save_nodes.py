@@ -14,12 +14,14 @@ import torch
 from PIL import Image
 from psd_tools import PSDImage
 
+from fixtures.layered_files import psd_layer_on_canvas
 from fixtures.rgba_images import rgba_picture
 from fixtures.server import PromptFailed
+from fixtures.workflows import api_workflow, ui_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
-UI_WORKFLOW = json.loads((ROOT / "workflows" / "stack_from_images.json").read_text())
-API_WORKFLOW = json.loads((ROOT / "workflows" / "api" / "stack_from_images.json").read_text())
+UI_WORKFLOW = ui_workflow("stack_from_images")
+API_WORKFLOW = api_workflow("stack_from_images")
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -64,9 +66,12 @@ def test_example_workflow_writes_psd_and_rgba_pngs_served_by_view(comfy_server, 
     psd = PSDImage.open(io.BytesIO(comfy_server.fetch(psd_info)))
     assert [layer.name for layer in psd] == ["background", "foreground", "mask"]
     assert [layer.visible for layer in psd] == [True, True, False]
-    assert all(layer.size == (64, 48) and layer.offset == (0, 0) for layer in psd)
-    stored = [np.rint(layer.numpy() * 255).astype(np.uint8) for layer in psd]
-    assert np.array_equal(stored[1], fg)  # LoadImage's inverted mask came back as the PNG's own alpha, exactly
+    stored = [psd_layer_on_canvas(psd, layer) for layer in psd]
+    # LoadImage's inverted mask came back as the PNG's own alpha, exactly; the foreground is stored cropped to its
+    # visible pixels, so only those keep their colour.
+    visible = fg[..., 3] > 0
+    assert np.array_equal(stored[1][..., 3], fg[..., 3]) and np.array_equal(stored[1][visible], fg[visible])
+    assert psd[1].size != (64, 48) and psd[0].size == psd[2].size == (64, 48)
     assert np.array_equal(stored[0][..., :3], bg) and (stored[0][..., 3] == 255).all()
     assert np.array_equal(stored[2][..., 0], fg[..., 3])  # the hidden mask layer shows the alpha
     merged = np.asarray(psd.topil(), dtype=np.float64) / 255
@@ -121,7 +126,7 @@ def test_escaping_prefix_is_refused_through_the_server(comfy_server, inputs, pre
 def test_sdxl_example_workflow_ends_in_a_psd_and_an_rgba_png(comfy_server, fixture_paths):
     """The LayerDiffuse example on the random-weight SDXL fixture, made small: every node runs and the files hold
     the decoded foreground over the plain background."""
-    prompt = json.loads((ROOT / "workflows" / "api" / "stack_sdxl_transparent_psd.json").read_text())
+    prompt = api_workflow("stack_sdxl_transparent_psd")
     prompt["1"]["inputs"]["ckpt_name"] = fixture_paths["sdxl_checkpoint"].name
     prompt["5"]["inputs"].update(width=64, height=64)
     prompt["6"]["inputs"]["steps"] = 2
@@ -135,4 +140,7 @@ def test_sdxl_example_workflow_ends_in_a_psd_and_an_rgba_png(comfy_server, fixtu
     with Image.open(io.BytesIO(comfy_server.fetch(outputs["13"]["images"][0]))) as im:
         rgba = np.asarray(im)
     assert im.mode == "RGBA" and rgba.shape == (64, 64, 4)
-    assert np.array_equal(np.rint(psd[1].numpy() * 255).astype(np.uint8), rgba)  # same decoded layer in both files
+    stored = psd_layer_on_canvas(psd, psd[1])
+    visible = rgba[..., 3] > 0
+    # The same decoded layer in both files (the PSD keeps the box around its visible pixels).
+    assert np.array_equal(stored[..., 3], rgba[..., 3]) and np.array_equal(stored[visible], rgba[visible])

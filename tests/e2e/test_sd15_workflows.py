@@ -1,4 +1,4 @@
-"""Every SD1.5 attention-sharing mode's example workflow (workflows/api/sd15_*.json) through a real ComfyUI server.
+"""Every SD1.5 attention-sharing mode's example workflow (tests/data/workflows_api/sd15_*.json, twins of the templates) through a real ComfyUI server.
 
 The four workflows are made tiny (64 x 64 px, 1 step, 1 decoder pass) and run as one prompt, at N = 1 and N = 2 sets;
 then old ComfyUI-layerdiffuse SD1.5 ids run in a workflow shaped like that pack's examples, and a wrong batch is
@@ -8,7 +8,6 @@ size, mode.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 
 from fixtures.server import PromptFailed
-from fixtures.workflows import prefixed, saved_images
+from fixtures.workflows import api_workflow, prefixed, saved_images
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64
@@ -67,7 +66,7 @@ def tiny(prompt: dict, checkpoint: str, sets: int, images: dict) -> dict:
 def test_every_sd15_mode_runs_end_to_end(comfy_server, fixture_paths, control_images, sets):
     merged, saves = {}, {}
     for mode, expected in MODES.items():
-        prompt = tiny(json.loads((ROOT / "workflows" / "api" / f"{mode}.json").read_text()),
+        prompt = tiny(api_workflow(mode),
                       fixture_paths["sd15_checkpoint"].name, sets, control_images)
         merged.update(prefixed(prompt, f"{mode}."))
         by_title = {n["_meta"]["title"]: nid for nid, n in prompt.items()}

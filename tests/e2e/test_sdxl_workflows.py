@@ -1,4 +1,4 @@
-"""Every SDXL layer mode's example workflow (workflows/api/sdxl_*.json) through a real ComfyUI server.
+"""Every SDXL layer mode's example workflow (tests/data/workflows_api/sdxl_*.json, twins of the templates) through a real ComfyUI server.
 
 Each workflow is made tiny (64 x 64 px, 1 step, 1 decoder pass) and all of them (the six modes, background ->
 blended -> transparent foreground in two passes, and fg + blended -> background stopped at 0.5) run as one prompt, at
@@ -8,14 +8,13 @@ random pictures, so the checks are on what came out: count, size, mode.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures.workflows import prefixed, saved_images
+from fixtures.workflows import api_workflow, prefixed, saved_images
 
 ROOT = Path(__file__).resolve().parents[2]
 # workflow -> save node title -> PNG mode it writes
@@ -72,7 +71,7 @@ def test_every_sdxl_mode_runs_end_to_end(comfy_server, fixture_paths, layer_imag
     merged = {}
     save_nodes = {}
     for name, saves in WORKFLOWS.items():
-        prompt = tiny(json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text()),
+        prompt = tiny(api_workflow(name),
                       fixture_paths["sdxl_checkpoint"].name, batch)
         merged.update(prefixed(prompt, f"{name}."))
         by_title = {n["_meta"]["title"]: nid for nid, n in prompt.items()

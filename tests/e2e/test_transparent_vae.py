@@ -4,7 +4,6 @@ official-shape (random) decoder/encoder files: the graph a user builds to refine
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from PIL import Image
 
 from fixtures.server import PromptFailed
+from fixtures.workflows import api_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,8 +98,8 @@ def test_size_mismatch_is_reported_with_both_sizes(comfy_server, fixture_paths):
 
 
 def test_transparent_refine_template_runs(comfy_server, fixture_paths, scratch_dir):
-    """workflows/api/transparent_refine.json made tiny (1 step, 1 decoder pass) on the SDXL fixture."""
-    prompt = json.loads((ROOT / "workflows" / "api" / "transparent_refine.json").read_text())
+    """The refine template (tests/data/workflows_api/transparent_refine.json) made tiny (1 step, 1 decoder pass) on the SDXL fixture."""
+    prompt = api_workflow("transparent_refine")
     _rgba_png(scratch_dir / "layerstack_rgba_asset.png")
     assert comfy_server.upload_image(scratch_dir / "layerstack_rgba_asset.png") == prompt["2"]["inputs"]["image"]
     prompt["1"]["inputs"]["ckpt_name"] = fixture_paths["sdxl_checkpoint"].name

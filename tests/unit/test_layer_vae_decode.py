@@ -1,4 +1,4 @@
-"""The batched augmented decode equals the reference procedure (layerdiffuse.md §5), written plainly here.
+"""The batched augmented decode equals the reference procedure (docs/FORMATS.md#decode), written plainly here.
 
 A tiny network with the decoder's call signature keeps these fast; it is deliberately not flip/rotation
 equivariant (position ramp, random asymmetric kernels), so a wrongly undone augmentation changes the result.

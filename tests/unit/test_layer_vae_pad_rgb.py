@@ -1,4 +1,4 @@
-"""pad_rgb (layerdiffuse.md §6.3): opaque pixels untouched, finite and smooth fill, the reference pyramid."""
+"""pad_rgb (docs/FORMATS.md#pad-rgb): opaque pixels untouched, finite and smooth fill, the reference pyramid."""
 
 from __future__ import annotations
 

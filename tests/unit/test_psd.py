@@ -33,24 +33,36 @@ def sample_stack(batch: int = 1, height: int = 48, width: int = 64) -> LayerStac
                                                                                            generator=g),
         blended=torch.rand(batch, height, width, 3, generator=g), include_mask_layer=True,
     )
-    wash = make_layer("Lasur – wash ü", torch.rand(batch, height, width, 3, generator=g), wash_alpha)
+    wash = make_layer("Lasur – wash ü", torch.rand(batch, height, width, 3, generator=g), wash_alpha, opacity=0.6)
     return LayerStack(stack.layers[:2] + (wash,) + stack.layers[2:])
 
 
-def test_psd_layers_read_back_with_names_order_sizes_and_pixels():
+def test_psd_layers_read_back_with_names_order_opacity_offsets_and_pixels():
     stack = sample_stack(batch=2)
     for index in range(stack.batch_size):
         psd = PSDImage.open(io.BytesIO(files.psd_bytes(stack, index)))
         assert (psd.width, psd.height) == (stack.width, stack.height)
         assert [layer.name for layer in psd] == stack.names  # bottom to top in both
         assert [layer.visible for layer in psd] == [layer.visible for layer in stack.layers]
+        assert [layer.opacity for layer in psd] == [255, 255, 153, 255, 255]
         for psd_layer, layer in zip(psd, stack.layers):
             assert psd_layer.kind == "pixel"
-            assert (psd_layer.size, psd_layer.offset) == ((stack.width, stack.height), (0, 0))
-            pixels = psd_layer.numpy()  # [H,W,4] float, straight RGBA as stored
             expected = layer.rgba()[index].numpy()
-            assert pixels.shape == expected.shape
-            assert np.abs(pixels - expected).max() <= HALF_STEP, layer.name
+            visible = np.argwhere(files.to_uint8(layer.alpha[index]) > 0)
+            (top, left), (bottom, right) = visible.min(axis=0), visible.max(axis=0) + 1
+            # Each layer holds the box around its visible pixels, at that box's offset.
+            assert (psd_layer.offset, psd_layer.size) == ((left, top), (right - left, bottom - top)), layer.name
+            pixels = np.zeros_like(expected)
+            pixels[top:bottom, left:right] = psd_layer.numpy()  # straight RGBA as stored
+            assert np.abs(pixels[..., 3] - expected[..., 3]).max() <= HALF_STEP, layer.name
+            assert np.abs(pixels - expected)[top:bottom, left:right].max() <= HALF_STEP, layer.name
+    assert stack.layers[1].alpha.amin() == 0 and psd[1].size != (stack.width, stack.height)  # cropping happened
+
+
+def test_a_layer_without_visible_pixels_keeps_the_full_canvas():
+    stack = LayerStack((make_layer("empty", torch.rand(1, 6, 9, 3), torch.full((1, 6, 9), 0.001)),))
+    psd = PSDImage.open(io.BytesIO(files.psd_bytes(stack, 0)))
+    assert (psd[0].offset, psd[0].size) == ((0, 0), (9, 6))
 
 
 def test_psd_merged_image_is_the_composite():

@@ -93,18 +93,6 @@ def test_truncated_file_is_refused(scratch_dir):
         files.read_layer_file(registry.get("vae_transparent_encoder"), str(bad))
 
 
-def test_missing_file_error_names_every_folder_and_the_url(comfy_host, scratch_dir, monkeypatch):
-    folders = [str(scratch_dir / "a"), str(scratch_dir / "b")]
-    monkeypatch.setattr(files, "layer_model_folders", lambda: folders)
-    monkeypatch.delenv(files.DOWNLOAD_ENV, raising=False)
-    with pytest.raises(LayerStackError) as e:
-        files.load_layer_file("layer_xl_transparent_conv")
-    message = str(e.value)
-    assert "layer_xl_transparent_conv.safetensors" in message
-    assert all(f in message for f in folders)
-    assert registry.get("layer_xl_transparent_conv").url in message
-
-
 class _Files(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -153,18 +141,3 @@ def test_download_needs_the_option_or_the_environment_variable(monkeypatch):
     monkeypatch.setenv(files.DOWNLOAD_ENV, "1")
     assert files.download_allowed()
 
-
-def test_folder_registration_keeps_a_user_yaml_entry_first(comfy_host, monkeypatch):
-    import folder_paths
-
-    import layerstack
-
-    user_dir = "/some/user/layer_models"
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, "layer_model", ([user_dir], set()))
-    layerstack.register_layer_model_folder()
-    paths, extensions = folder_paths.folder_names_and_paths["layer_model"]
-    assert paths[0] == user_dir
-    assert paths[1].endswith("layer_model") and paths[1] != user_dir
-    assert ".safetensors" in extensions
-    layerstack.register_layer_model_folder()  # idempotent
-    assert folder_paths.folder_names_and_paths["layer_model"][0] == paths

@@ -1,4 +1,4 @@
-"""The attention-sharing unit, checked against a direct re-computation of the reference unit (layerdiffuse.md §3.4)
+"""The attention-sharing unit, checked against a direct re-computation of the reference unit (docs/FORMATS.md#attention-sharing-unit)
 inside one ComfyUI BasicTransformerBlock, in float64 so the comparison is tight."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _options(sharing, batch, cond_or_uncond=(0, 1), sigma=1.0, control_maps=None
     return options
 
 
-# --- the reference, written from the fact sheet, independent of the pack's code -----------------------------------
+# --- the reference, written from docs/FORMATS.md#attention-sharing-unit, independent of the pack's code -----------------------------------
 
 def _attention(q, k, v, heads):
     b, t, c = q.shape

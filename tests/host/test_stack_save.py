@@ -53,7 +53,10 @@ def test_save_psd_writes_one_layered_file_per_picture(folders):
     for index, result in enumerate(ui["psd"]):
         psd = PSDImage.open(output / result["subfolder"] / result["filename"])
         assert [layer.name for layer in psd] == stack.names
-        assert np.abs(psd[1].numpy() - stack.layers[1].rgba()[index].numpy()).max() <= 0.5 / 255 + 1e-6
+        top, left, bottom, right = psd[1].bbox[1], psd[1].bbox[0], psd[1].bbox[3], psd[1].bbox[2]
+        assert (top, left, bottom, right) == files.content_box(stack.layers[1].alpha[index])
+        expected = stack.layers[1].rgba()[index, top:bottom, left:right].numpy()
+        assert np.abs(psd[1].numpy() - expected).max() <= 0.5 / 255 + 1e-6
     assert len(ui["images"]) == 2 and all((temp / i["subfolder"] / i["filename"]).is_file() for i in ui["images"])
     again = save.LayerStackSavePSD.execute(stack=stack, filename_prefix="layers/%width%x%height%/shot").ui
     assert [r["filename"] for r in again["psd"]] == ["shot_00003_.psd", "shot_00004_.psd"]

@@ -1,4 +1,4 @@
-"""Every key and shape of the four official SD1.5 attention-sharing files (weight-keys.txt section D) lands on the
+"""Every key and shape of the four official SD1.5 attention-sharing files (tests/data/official_keys) lands on the
 right module of ComfyUI's full-size SD1.5 UNet, built on the meta device (no memory, no weights)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 FILES = ("layer_sd15_transparent_attn", "layer_sd15_joint", "layer_sd15_fg2bg", "layer_sd15_bg2fg")
-# facts layerdiffuse.md §3.2: layer pair -> (module, C), in state-dict order
+# docs/FORMATS.md#attention-sharing-layers: layer pair -> (module, C), in state-dict order
 OFFICIAL_LAYOUT = [
     ("input_blocks.1.1", 320), ("input_blocks.2.1", 320), ("input_blocks.4.1", 640), ("input_blocks.5.1", 640),
     ("input_blocks.7.1", 1280), ("input_blocks.8.1", 1280), ("output_blocks.3.1", 1280), ("output_blocks.4.1", 1280),

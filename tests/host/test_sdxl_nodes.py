@@ -28,7 +28,7 @@ def test_the_sdxl_nodes_and_the_old_ids_are_registered():
     } <= ids
 
 
-# --- the old ids keep ComfyUI-layerdiffuse's exact interface (layerdiffuse.md §9) --------------------------------
+# --- the old ids keep ComfyUI-layerdiffuse's exact interface (docs/FORMATS.md#old-nodes) --------------------------------
 
 OLD_WEIGHT = ["FLOAT", {"default": 1.0, "min": -1, "max": 3, "step": 0.05}]
 OLD_INTERFACES = {

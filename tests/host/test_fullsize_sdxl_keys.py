@@ -1,6 +1,6 @@
 """The six SDXL layer files against ComfyUI's full-size SDXL UNet, built on the meta device (no memory, no weights).
 
-The key/shape rules of the files (tests/fixtures/sdxl_layer_files.py, from layerdiffuse.md §2.1) must land on
+The key/shape rules of the files (tests/fixtures/sdxl_layer_files.py, see docs/FORMATS.md#sdxl-patch-format) must land on
 existing parameters of the real SDXL layout, through the same checks and the same add_patches the nodes use.
 """
 

@@ -16,8 +16,9 @@ from layerstack.layer_vae.encode import composite_on_grey, offset_encoder_input
 from layerstack.layer_vae.vae_posterior import vae_posterior
 from layerstack.models.registry import Family
 from layerstack.nodes import legacy_decode, transparent_vae
-from layerstack.nodes.common import MASK_IS_ALPHA, MASK_IS_LOADIMAGE
 from layerstack.nodes.transparent_vae import (
+    MASK_IS_ALPHA,
+    MASK_IS_LOADIMAGE,
     LoadTransparentVAE,
     TransparentDecode,
     TransparentEncode,

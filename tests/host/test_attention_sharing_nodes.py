@@ -21,7 +21,7 @@ def _sharing_of(model):
 # --- legacy ids ----------------------------------------------------------------------------------------------------
 
 LEGACY = {
-    # layerdiffuse.md §9: node id -> (required inputs, optional inputs, outputs)
+    # docs/FORMATS.md#old-nodes: node id -> (required inputs, optional inputs, outputs)
     "LayeredDiffusionJointApply": (
         {"model": "MODEL", "config": ["SD15, attn_sharing, Batch size (3N)"]},
         {"fg_cond": "CONDITIONING", "bg_cond": "CONDITIONING", "blended_cond": "CONDITIONING"},

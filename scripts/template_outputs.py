@@ -1,0 +1,123 @@
+"""Hash of every output of every workflow template (and of the old pack's example workflows), for refactors.
+
+Runs each API-format template in workflows/api/ and each legacy example in tests/data/legacy_workflows/ through a
+real headless ComfyUI server (CPU) on the random-weight test fixtures, made tiny (64 x 64 px, 2 steps, 2 decoder
+passes), and prints one line per written or previewed file: a sha256 of its pixels (PNG) or of its bytes (PSD).
+Run it before and after a change that must not change behaviour and diff the two outputs:
+
+    heavy .venv/bin/python scripts/template_outputs.py > /tmp/before.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+SIZE, STEPS, PASSES = 64, 2, "2"
+
+
+def input_images() -> dict[str, Image.Image]:
+    """The images the templates and legacy examples load, deterministic, in other sizes than the generation (foreground and background alike, for the stack template)."""
+    rng = np.random.default_rng(2024)
+    foreground = rng.integers(0, 256, (48, 96, 4), dtype=np.uint8)
+    foreground[:, :30, 3] = 0
+    foreground[:, 30:40, 3] = 128
+    asset = rng.integers(0, 256, (SIZE, SIZE, 4), dtype=np.uint8)
+    asset[: SIZE // 4, :, 3] = 0
+    legacy_fg = rng.integers(0, 256, (SIZE, SIZE, 4), dtype=np.uint8)
+    legacy_fg[..., 3] = 0
+    legacy_fg[SIZE // 4: SIZE * 3 // 4, SIZE // 4: SIZE * 3 // 4, 3] = 255
+    from legacy_workflows import IMAGES
+
+    return {
+        "layerstack_foreground.png": Image.fromarray(foreground, "RGBA"),
+        "layerstack_background.png": Image.fromarray(rng.integers(0, 256, (48, 96, 3), dtype=np.uint8)),
+        "layerstack_blended.png": Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)),
+        "layerstack_rgba_asset.png": Image.fromarray(asset, "RGBA"),
+        IMAGES["fg"]: Image.fromarray(legacy_fg, "RGBA"),
+        IMAGES["bg"]: Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)),
+        IMAGES["blended"]: Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)),
+    }
+
+
+def tiny(prompt: dict, checkpoints: dict[str, str]) -> dict:
+    """A template made fixture-sized; every other input stays as shipped."""
+    for node in prompt.values():
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind == "CheckpointLoaderSimple":
+            inputs["ckpt_name"] = checkpoints["sdxl" if "xl" in inputs["ckpt_name"] else "sd15"]
+        elif kind in ("EmptyLatentImage", "EmptyImage"):
+            inputs.update(width=SIZE, height=SIZE)
+        elif kind == "KSampler":
+            inputs["steps"] = STEPS
+        elif kind in ("LayerStackTransparentDecode", "LayerStackSD15SplitLayers"):
+            inputs["passes"] = PASSES
+        elif kind.startswith("LayerStackSDXL") and "width" in inputs:
+            inputs.update(width=SIZE, height=SIZE)
+    return prompt
+
+
+def prompts(checkpoints: dict[str, str]) -> dict[str, dict]:
+    from legacy_workflows import DATA_DIR
+
+    out = {f"template/{p.stem}": tiny(json.loads(p.read_text()), checkpoints)
+           for p in sorted((ROOT / "workflows" / "api").glob("*.json"))}
+    out.update({f"legacy/{p.name.removesuffix('.api.json')}": json.loads(p.read_text())
+                for p in sorted(DATA_DIR.glob("*.api.json"))})
+    return out
+
+
+def file_hash(server, info: dict) -> str:
+    data = server.fetch(info)
+    if info["filename"].endswith(".png"):
+        image = Image.open(io.BytesIO(data))
+        data = f"{image.mode} {image.size}".encode() + np.asarray(image).tobytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-k", default="", help="only workflows whose name contains this")
+    args = parser.parse_args()
+
+    from fixtures.build import build_all
+    from fixtures.comfy_env import import_pack
+    from fixtures.server import ComfyServer
+
+    import_pack()
+    paths = build_all()
+    checkpoints = {"sd15": paths["sd15_checkpoint"].name, "sdxl": paths["sdxl_checkpoint"].name}
+    with tempfile.TemporaryDirectory(prefix="layerstack-template-outputs-") as base:
+        server = ComfyServer(Path(base), checkpoint_dir=paths["checkpoint_dir"],
+                             layer_model_dir=paths["layer_model_dir"])
+        server.start()
+        try:
+            for name, image in input_images().items():
+                image.save(server.input_dir / name)
+            for name, prompt in prompts(checkpoints).items():
+                if args.k not in name:
+                    continue
+                outputs = server.run(prompt, timeout=1800)["outputs"]
+                for nid in sorted(outputs, key=lambda n: (len(n), n)):
+                    title = prompt[nid].get("_meta", {}).get("title", prompt[nid]["class_type"])
+                    for key, items in sorted(outputs[nid].items()):
+                        for i, info in enumerate(x for x in items if isinstance(x, dict) and "filename" in x):
+                            print(f"{name} node={nid} {key}[{i}] {file_hash(server, info)}  ({title})", flush=True)
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
