@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from . import alpha, layer_files, legacy_decode, legacy_sd15, legacy_sdxl, save, sd15, sdxl, stack, transparent_vae
+from . import (
+    alpha,
+    core_layers,
+    layer_files,
+    legacy_decode,
+    legacy_sd15,
+    legacy_sdxl,
+    save,
+    sd15,
+    sdxl,
+    stack,
+    transparent_vae,
+)
 
-NODE_MODULES = (layer_files, stack, alpha, save, transparent_vae, legacy_decode, sdxl, legacy_sdxl, sd15,
+NODE_MODULES = (layer_files, stack, core_layers, alpha, save, transparent_vae, legacy_decode, sdxl, legacy_sdxl, sd15,
                 legacy_sd15)
 
 
