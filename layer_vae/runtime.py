@@ -1,7 +1,8 @@
-"""The decoder and encoder under ComfyUI's model management: loading the official files, the
-LAYER_VAE socket value, and the decode/encode entry points the nodes call.
+"""The decoder and encoder under ComfyUI's model management: strict loading of their state dicts, and the
+decode/encode entry points the nodes call with a LAYER_VAE (models/transparent_vae.py, which reads the files).
 
-ComfyUI is imported inside functions only (layer_vae stays importable without it).
+ComfyUI is imported inside functions only (layer_vae stays importable without it), and nothing here knows the
+official files: a LAYER_VAE is anything with decoder() / encoder() returning the managed networks.
 """
 
 from __future__ import annotations
@@ -9,14 +10,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
 from ..errors import LayerStackError
-from ..models import files, registry
-from ..models.registry import Family
 from . import decode as decode_mod
 from . import encode as encode_mod
 from .offset_encoder import LatentTransparencyOffsetEncoder
@@ -59,61 +57,18 @@ def managed(module: torch.nn.Module, dtype: Optional[torch.dtype] = None):
     return comfy.model_patcher.ModelPatcher(module, load_device=load_device, offload_device=mm.vae_offload_device())
 
 
-def decoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None):
+def decoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None, hint=None):
     with torch.device("meta"):
         net = UNet1024(ops=_comfy_ops())
-    load_strict(net, state_dict, source=source, what="UNet1024 transparent decoder", assign=True)
+    load_strict(net, state_dict, source=source, what="UNet1024 transparent decoder", assign=True, hint=hint)
     return managed(net, dtype)
 
 
-def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None):
+def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None, hint=None):
     with torch.device("meta"):
         net = LatentTransparencyOffsetEncoder(ops=_comfy_ops())
-    load_strict(net, state_dict, source=source, what="latent-transparency offset encoder", assign=True)
+    load_strict(net, state_dict, source=source, what="latent-transparency offset encoder", assign=True, hint=hint)
     return managed(net, dtype)
-
-
-@dataclass(eq=False)
-class TransparentVAE:
-    """The LAYER_VAE socket value: the decoder/encoder pair of one family.
-
-    Each network is read from its official file on first use and then kept (ComfyUI caches the
-    loader's output, so a workflow reads each file once). Either may also be given directly.
-    """
-
-    family: Family
-    download: bool = False
-    _decoder: Any = field(default=None, repr=False)
-    _encoder: Any = field(default=None, repr=False)
-
-    @property
-    def decoder_file(self) -> registry.LayerFile:
-        return registry.decoder_for(self.family)
-
-    @property
-    def encoder_file(self) -> registry.LayerFile:
-        return registry.encoder_for(self.family)
-
-    def decoder(self):
-        if self._decoder is None:
-            self._decoder = self._read(self.decoder_file, decoder_from_state_dict)
-        return self._decoder
-
-    def encoder(self):
-        if self._encoder is None:
-            self._encoder = self._read(self.encoder_file, encoder_from_state_dict)
-        return self._encoder
-
-    def _read(self, entry: registry.LayerFile, build):
-        state_dict = files.load_layer_file(entry, download=self.download)
-        return build(state_dict, source=_source(entry))
-
-
-def _source(entry: registry.LayerFile) -> str:
-    try:
-        return files.find_layer_file(entry)
-    except LayerStackError:
-        return entry.filename
 
 
 # --- checks shared by the decode nodes ---------------------------------------------------------------------------------
@@ -163,7 +118,7 @@ def auto_sub_batch(device: torch.device, per_sample: int) -> int:
 
 
 def decode(
-    tvae: TransparentVAE,
+    tvae,
     images: torch.Tensor,
     samples: torch.Tensor,
     *,
@@ -224,7 +179,7 @@ def decode(
 
 @torch.no_grad()
 def encode(
-    tvae: TransparentVAE,
+    tvae,
     vae,
     rgb: torch.Tensor,
     alpha: torch.Tensor,
@@ -259,21 +214,3 @@ def encode(
         x = encode_mod.offset_encoder_input(rgb[part], alpha[part])
         offsets.append(patcher.model(x.to(device=device, dtype=dtype)).float().to(mean.device))
     return encode_mod.offset_latent(mean, std, torch.cat(offsets), multiplier)
-
-
-def family_from(node: str, family_name: str, model=None) -> Family:
-    """The family of a connected MODEL, else the explicit choice."""
-    if model is not None:
-        family = registry.family_of_model(model)
-        if family is None:
-            raise LayerStackError(
-                f"{node}: input 'model' expected an SD1.5 or SDXL model (the transparent VAE exists only for these), "
-                f"got {registry.model_type_name(model)}."
-            )
-        return family
-    try:
-        return Family(family_name)
-    except ValueError:
-        raise LayerStackError(
-            f"{node}: input 'family' expected one of {[f.value for f in Family]}, got {family_name!r}."
-        ) from None

@@ -1,20 +1,21 @@
 """Strict loading of a state dict into the decoder/encoder, with errors that say what is wrong.
 
 torch's own strict load already refuses a mismatch; this runs first so the message names the
-file, counts what is missing/unexpected/misshapen and says which file it looks like instead.
+file and counts what is missing/unexpected/misshapen. Which official file a state dict looks like is
+models/registry.py's business (the file loaders check the key grammar before a state dict gets here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
 from ..errors import LayerStackError
-from ..models.files import state_dict_mismatch
 
 _SHOWN = 5
+Hint = Callable[[Mapping[str, torch.Tensor]], str]
 
 
 def _sample(items: list[str]) -> str:
@@ -22,23 +23,26 @@ def _sample(items: list[str]) -> str:
     return ", ".join(items[:_SHOWN]) + more
 
 
-def _looks_like(state_dict: Mapping[str, torch.Tensor]) -> str:
-    keys = list(state_dict)
-    if any("::" in k for k in keys):
-        return " It looks like an SDXL weight-patch file (layer_xl_*), not a transparent VAE file."
-    if any(k.startswith("hookers.") for k in keys):
-        return " It looks like an SD1.5 attention-sharing file (layer_sd15_*), not a transparent VAE file."
-    if any(k.startswith(("decoder.", "encoder.", "sd_vae.")) for k in keys):
-        return " It looks like the Flux TransparentVAE, which is not supported (SD1.5/SDXL files only)."
-    if "latent_conv_in.weight" in state_dict:
-        return " It looks like a transparent decoder file."
-    if "blocks.0.weight" in state_dict and "conv_in.weight" not in state_dict:
-        return " It looks like a transparent offset-encoder file."
-    return ""
+def state_dict_mismatch(
+    expected: Mapping[str, tuple[int, ...]], state_dict: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+    """(missing keys, unexpected keys, (key, expected shape, found shape)) of a state dict against a module's shapes.
+
+    Keys come in the order of `expected`, then of `state_dict`; callers word the error for their kind of file.
+    """
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    misshapen = [(k, tuple(expected[k]), tuple(state_dict[k].shape)) for k in expected
+                 if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k])]
+    return missing, unexpected, misshapen
 
 
-def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str) -> None:
-    """Raise LayerStackError unless ``state_dict`` has exactly the module's keys and shapes."""
+def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str,
+                     hint: Hint | None = None) -> None:
+    """Raise LayerStackError unless ``state_dict`` has exactly the module's keys and shapes.
+
+    ``hint`` adds a sentence saying what the state dict looks like instead (models/registry.looks_like).
+    """
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     missing, unexpected, wrong = state_dict_mismatch(expected, state_dict)
     misshapen = [f"{k} {list(got)} (expected {list(want)})" for k, want, got in wrong]
@@ -55,15 +59,16 @@ def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], 
         f"{source}: is not a {what} state dict (expected {len(expected)} tensors, got {len(state_dict)}): "
         + "; ".join(problems)
         + "."
-        + _looks_like(state_dict)
+        + (hint(state_dict) if hint else "")
     )
 
 
 def load_strict(
-    module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str, assign: bool = False
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str, assign: bool = False,
+    hint: Hint | None = None,
 ) -> nn.Module:
     """Check, then load. ``assign=True`` adopts the tensors (for a module built on the meta device)."""
-    check_state_dict(module, state_dict, source=source, what=what)
+    check_state_dict(module, state_dict, source=source, what=what, hint=hint)
     non_float = [k for k, v in state_dict.items() if not v.dtype.is_floating_point]
     if non_float:
         raise LayerStackError(f"{source}: {what} tensors must be floating point; {_sample(non_float)} are not.")

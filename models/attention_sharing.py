@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LayerStackError, node_error
+from ..layer_vae.state_dict import state_dict_mismatch
 from . import files, registry
 from .conditioning_images import ResizeMode, composite_on_grey, fit_image_to_size
 
@@ -195,7 +196,7 @@ def load_weights(entry: registry.LayerFile, state_dict: Mapping[str, torch.Tenso
     """Strict load: every tensor of the file has its slot with the model's shape, and nothing is missing."""
     weights = build_weights(entry, get_attention, device="meta")
     expected = {k: tuple(v.shape) for k, v in weights.state_dict().items()}
-    missing, unexpected, wrong = files.state_dict_mismatch(expected, state_dict)
+    missing, unexpected, wrong = state_dict_mismatch(expected, state_dict)
     missing, unexpected = sorted(missing), sorted(unexpected)
     if missing or unexpected or wrong:
         parts = []
@@ -569,9 +570,8 @@ def apply_attention_sharing(model, file_id: str, *, layer_conds: Mapping[str, ob
     def get_attention(path: str) -> nn.Module:
         return model.get_model_object("diffusion_model." + path)
 
-    state_dict = files.load_layer_file(entry)
-    weights = load_weights(entry, state_dict, get_attention, dtype=compute_dtype(model),
-                           source=files.find_layer_file(entry))
+    loaded = files.load_layer_file(entry)
+    weights = load_weights(entry, loaded.state_dict, get_attention, dtype=compute_dtype(model), source=loaded.path)
     sharing = AttentionSharing(entry, weights, node=node, layer_prompts=prompts, control_image=control_image,
                                resize_mode=ResizeMode(resize_mode), start_percent=float(start_percent),
                                stop_percent=float(stop_percent))

@@ -11,12 +11,13 @@ import logging
 import os
 import tempfile
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import LayerStackError
-from .registry import FOLDER_NAME, Kind, LayerFile, get, identify
+from .registry import FOLDER_NAME, LayerFile, get, identify, problems
 
 DOWNLOAD_ENV = "LAYERSTACK_ALLOW_DOWNLOAD"
 log = logging.getLogger("layerstack")
@@ -50,8 +51,17 @@ def find_layer_file(entry: LayerFile | str) -> str:
     )
 
 
-def load_layer_file(entry: LayerFile | str, *, download: bool = False) -> dict[str, torch.Tensor]:
-    """Parse and validate an official file. Downloads it first only when allowed and missing."""
+@dataclass(frozen=True)
+class LoadedLayerFile:
+    """An official file found once and read: where it is and its key-checked tensors travel together."""
+
+    entry: LayerFile
+    path: str
+    state_dict: dict[str, torch.Tensor]
+
+
+def load_layer_file(entry: LayerFile | str, *, download: bool = False) -> LoadedLayerFile:
+    """Find, parse and validate an official file. Downloads it first only when allowed and missing."""
     entry = get(entry) if isinstance(entry, str) else entry
     try:
         path = find_layer_file(entry)
@@ -59,7 +69,7 @@ def load_layer_file(entry: LayerFile | str, *, download: bool = False) -> dict[s
         if not download_allowed(download):
             raise
         path = download_layer_file(entry)
-    return read_layer_file(entry, path)
+    return LoadedLayerFile(entry, path, read_layer_file(entry, path))
 
 
 def read_layer_file(entry: LayerFile, path: str) -> dict[str, torch.Tensor]:
@@ -78,91 +88,13 @@ def read_layer_file(entry: LayerFile, path: str) -> dict[str, torch.Tensor]:
 
 def validate_layer_state_dict(entry: LayerFile, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Key-grammar check of a state dict against its registry entry; raises naming the file and the problem."""
-    problems = list(_problems(entry, state_dict))
-    if not problems:
+    found = problems(entry, state_dict)
+    if not found:
         return
     looks_like = [f.filename for f in identify(state_dict) if f.id != entry.id]
     hint = f" It looks like {' or '.join(looks_like)}." if looks_like else ""
-    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    shown = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
     raise LayerStackError(f"{source}: is not a valid {entry.describe()}: {shown}.{hint}")
-
-
-def _problems(entry: LayerFile, sd: Mapping[str, torch.Tensor]) -> Iterable[str]:
-    if not sd:
-        yield "the file holds no tensors"
-        return
-    if entry.tensor_count is not None and len(sd) != entry.tensor_count:
-        yield f"expected {entry.tensor_count} tensors, found {len(sd)}"
-    if entry.kind is Kind.SDXL_PATCH:
-        yield from _sdxl_patch_problems(entry, sd)
-    elif entry.kind is Kind.ATTENTION_SHARING:
-        yield from _attention_sharing_problems(entry, sd)
-    elif entry.kind is Kind.DECODER:
-        for key in ("conv_in.weight", "latent_conv_in.weight", "conv_out.weight"):
-            if key not in sd:
-                yield f"missing key {key}"
-    elif entry.kind is Kind.ENCODER:
-        for key in ("blocks.0.weight", "blocks.16.weight"):
-            if key not in sd:
-                yield f"missing key {key}"
-
-
-def _sdxl_patch_problems(entry: LayerFile, sd: Mapping[str, torch.Tensor]) -> Iterable[str]:
-    bad_grammar = [k for k in sd if k.count("::") != 2]
-    if bad_grammar:
-        yield f"keys must be '<model_key>::<patch_type>::<index>', e.g. {bad_grammar[0]!r}"
-        return
-    slots = {"lora": {"0", "1"}, "diff": {"0"}}[entry.patch_type]
-    for key in sd:
-        model_key, patch_type, index = key.split("::")
-        if patch_type != entry.patch_type:
-            yield f"key {key!r} has patch type {patch_type!r}, expected {entry.patch_type!r}"
-            return
-        if index not in slots:
-            yield f"key {key!r} has index {index}, expected one of {sorted(slots)}"
-            return
-        if not model_key.startswith("diffusion_model."):
-            yield f"key {key!r} does not address the diffusion model"
-            return
-    if entry.patch_type == "lora":
-        pairs = {k.rsplit("::", 1)[0] for k in sd}
-        unpaired = [p for p in pairs if f"{p}::0" not in sd or f"{p}::1" not in sd]
-        if unpaired:
-            yield f"LoRA {unpaired[0]!r} lacks its up (0) or down (1) matrix"
-    conv_in = sd.get("diffusion_model.input_blocks.0.0.weight::diff::0")
-    channels = 4 + entry.extra_channels
-    if entry.extra_channels and conv_in is None:
-        yield f"missing the conv_in delta diffusion_model.input_blocks.0.0.weight::diff::0 with {channels} input channels"
-    elif conv_in is not None and conv_in.shape[1] != channels:
-        yield f"conv_in delta has {conv_in.shape[1]} input channels, expected {channels}"
-
-
-def _attention_sharing_problems(entry: LayerFile, sd: Mapping[str, torch.Tensor]) -> Iterable[str]:
-    foreign = [k for k in sd if not (k.startswith("hookers.layers.") or k.startswith("kwargs_encoder."))]
-    if foreign:
-        yield f"unexpected key {foreign[0]!r} (attention-sharing files hold only hookers.layers.* and kwargs_encoder.*)"
-        return
-    frames = len({k.split(".")[4] for k in sd if k.startswith("hookers.layers.0.to_q_lora.")})
-    if frames != entry.frames:
-        yield f"has LoRAs for {frames} frame(s), expected {entry.frames}"
-    control = any(k.startswith("kwargs_encoder.") for k in sd)
-    if control != entry.uses_control:
-        yield "has a control encoder (kwargs_encoder.*), which this file must not have" if control else (
-            "lacks the control encoder (kwargs_encoder.*)")
-
-
-def state_dict_mismatch(
-    expected: Mapping[str, tuple[int, ...]], state_dict: Mapping[str, torch.Tensor]
-) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
-    """(missing keys, unexpected keys, (key, expected shape, found shape)) of a state dict against a module's shapes.
-
-    Keys come in the order of `expected`, then of `state_dict`; callers word the error for their kind of file.
-    """
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    misshapen = [(k, tuple(expected[k]), tuple(state_dict[k].shape)) for k in expected
-                 if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k])]
-    return missing, unexpected, misshapen
 
 
 def download_layer_file(entry: LayerFile | str, url: str | None = None, folder: str | None = None) -> str:

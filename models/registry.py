@@ -6,7 +6,7 @@ Loaders, error messages, docs and tests all read this one table (docs/FORMATS.md
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 BASE_URL = "https://huggingface.co/LayerDiffusion/layerdiffusion-v1/resolve/main/"
@@ -130,35 +130,145 @@ SD15_ATTENTION_LAYERS: tuple[str, ...] = tuple(
 )
 
 
-# --- recognising a file from its keys -------------------------------------------------------------------------------
+# --- what each kind of file is: detection and key grammar, one row per kind ----------------------------------------
+# spandrel-style: a row says how to recognise a state dict of its kind (`detect`), which entries of the kind the keys
+# fit (`fits`), and the strict key-grammar check a file must pass before it is used (`problems`). The architecture-
+# level strict load (exact shapes against a module or a model) is done by the module that consumes the kind:
+# layer_vae (decoder, encoder), models/sdxl_patches.py, models/attention_sharing.py. To add a kind: a Kind member,
+# its FILES entries and one KindSpec row.
+
+def _sdxl_patch_detect(sd: Mapping[str, object]) -> bool:
+    return all("::" in k for k in sd)
+
+
+def _sdxl_patch_fits(entry: LayerFile, sd: Mapping[str, object]) -> bool:
+    patch_types = {k.split("::")[1] for k in sd if k.count("::") == 2}
+    conv_in = sd.get("diffusion_model.input_blocks.0.0.weight::diff::0")
+    channels = int(conv_in.shape[1]) if conv_in is not None and hasattr(conv_in, "shape") else 4
+    return entry.patch_type in patch_types and (4 + entry.extra_channels == channels or entry.patch_type == "lora")
+
+
+def _sdxl_patch_problems(entry: LayerFile, sd: Mapping[str, object]) -> Iterable[str]:
+    bad_grammar = [k for k in sd if k.count("::") != 2]
+    if bad_grammar:
+        yield f"keys must be '<model_key>::<patch_type>::<index>', e.g. {bad_grammar[0]!r}"
+        return
+    slots = {"lora": {"0", "1"}, "diff": {"0"}}[entry.patch_type]
+    for key in sd:
+        model_key, patch_type, index = key.split("::")
+        if patch_type != entry.patch_type:
+            yield f"key {key!r} has patch type {patch_type!r}, expected {entry.patch_type!r}"
+            return
+        if index not in slots:
+            yield f"key {key!r} has index {index}, expected one of {sorted(slots)}"
+            return
+        if not model_key.startswith("diffusion_model."):
+            yield f"key {key!r} does not address the diffusion model"
+            return
+    if entry.patch_type == "lora":
+        pairs = {k.rsplit("::", 1)[0] for k in sd}
+        unpaired = [p for p in pairs if f"{p}::0" not in sd or f"{p}::1" not in sd]
+        if unpaired:
+            yield f"LoRA {unpaired[0]!r} lacks its up (0) or down (1) matrix"
+    conv_in = sd.get("diffusion_model.input_blocks.0.0.weight::diff::0")
+    channels = 4 + entry.extra_channels
+    if entry.extra_channels and conv_in is None:
+        yield f"missing the conv_in delta diffusion_model.input_blocks.0.0.weight::diff::0 with {channels} input channels"
+    elif conv_in is not None and conv_in.shape[1] != channels:
+        yield f"conv_in delta has {conv_in.shape[1]} input channels, expected {channels}"
+
+
+def _sharing_frames(sd: Mapping[str, object]) -> int:
+    return len({k.split(".")[4] for k in sd if k.startswith("hookers.layers.0.to_q_lora.")})
+
+
+def _sharing_control(sd: Mapping[str, object]) -> bool:
+    return any(k.startswith("kwargs_encoder.") for k in sd)
+
+
+def _attention_sharing_detect(sd: Mapping[str, object]) -> bool:
+    return any(k.startswith("hookers.layers.") for k in sd)
+
+
+def _attention_sharing_fits(entry: LayerFile, sd: Mapping[str, object]) -> bool:
+    return entry.frames == _sharing_frames(sd) and entry.uses_control == _sharing_control(sd)
+
+
+def _attention_sharing_problems(entry: LayerFile, sd: Mapping[str, object]) -> Iterable[str]:
+    foreign = [k for k in sd if not (k.startswith("hookers.layers.") or k.startswith("kwargs_encoder."))]
+    if foreign:
+        yield f"unexpected key {foreign[0]!r} (attention-sharing files hold only hookers.layers.* and kwargs_encoder.*)"
+        return
+    frames = _sharing_frames(sd)
+    if frames != entry.frames:
+        yield f"has LoRAs for {frames} frame(s), expected {entry.frames}"
+    control = _sharing_control(sd)
+    if control != entry.uses_control:
+        yield "has a control encoder (kwargs_encoder.*), which this file must not have" if control else (
+            "lacks the control encoder (kwargs_encoder.*)")
+
+
+def _required_keys(*keys: str) -> Callable[[LayerFile, Mapping[str, object]], Iterable[str]]:
+    def problems(entry: LayerFile, sd: Mapping[str, object]) -> Iterable[str]:
+        return [f"missing key {key}" for key in keys if key not in sd]
+
+    return problems
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: Kind
+    noun: str  # how an error names a file of this kind
+    detect: Callable[[Mapping[str, object]], bool]  # the keys carry this kind's signature
+    fits: Callable[[LayerFile, Mapping[str, object]], bool]  # ... and fit this entry of the kind (hints only)
+    problems: Callable[[LayerFile, Mapping[str, object]], Iterable[str]]  # key grammar; empty = may be used
+
+
+KINDS: tuple[KindSpec, ...] = (  # detection order: the first row whose detect() holds names the file
+    KindSpec(Kind.SDXL_PATCH, "an SDXL weight-patch file (layer_xl_*)", _sdxl_patch_detect, _sdxl_patch_fits, _sdxl_patch_problems),
+    KindSpec(Kind.ATTENTION_SHARING, "an SD1.5 attention-sharing file (layer_sd15_*)", _attention_sharing_detect, _attention_sharing_fits, _attention_sharing_problems),
+    KindSpec(Kind.DECODER, "a transparent decoder file", lambda sd: "latent_conv_in.weight" in sd and "conv_in.weight" in sd,
+             lambda entry, sd: True, _required_keys("conv_in.weight", "latent_conv_in.weight", "conv_out.weight")),
+    KindSpec(Kind.ENCODER, "a transparent offset-encoder file", lambda sd: "blocks.0.weight" in sd and "blocks.16.weight" in sd,
+             lambda entry, sd: True, _required_keys("blocks.0.weight", "blocks.16.weight")),
+)
+# Layouts people mistake for official files, which the pack does not load: (noun, detect).
+UNSUPPORTED: tuple[tuple[str, Callable[[Mapping[str, object]], bool]], ...] = (
+    ("the Flux TransparentVAE, which is not supported (SD1.5/SDXL files only)",
+     lambda sd: any(k.startswith(("decoder.", "encoder.", "sd_vae.")) for k in sd)),
+)
+_KIND_SPECS = {spec.kind: spec for spec in KINDS}
+assert set(_KIND_SPECS) == set(Kind), "every kind needs its KindSpec row"
+
 
 def identify(state_dict: Mapping[str, object]) -> tuple[LayerFile, ...]:
     """Registry entries whose key signature the state dict carries (several when files share a layout).
 
     Used for error messages ("this looks like layer_sd15_joint"), never to pick a file silently.
     """
-    keys = list(state_dict)
-    if not keys:
+    if not state_dict:
         return ()
-    if all("::" in k for k in keys):
-        kinds = {k.split("::")[1] for k in keys if k.count("::") == 2}
-        conv_in = state_dict.get("diffusion_model.input_blocks.0.0.weight::diff::0")
-        channels = int(conv_in.shape[1]) if conv_in is not None and hasattr(conv_in, "shape") else 4
-        return tuple(
-            f for f in files_of(kind=Kind.SDXL_PATCH)
-            if f.patch_type in kinds and (4 + f.extra_channels == channels or f.patch_type == "lora")
-        )
-    if any(k.startswith("hookers.layers.") for k in keys):
-        frames = len({k.split(".")[4] for k in keys if k.startswith("hookers.layers.0.to_q_lora.")})
-        control = any(k.startswith("kwargs_encoder.") for k in keys)
-        return tuple(
-            f for f in files_of(kind=Kind.ATTENTION_SHARING) if f.frames == frames and f.uses_control == control
-        )
-    if "latent_conv_in.weight" in state_dict and "conv_in.weight" in state_dict:
-        return files_of(kind=Kind.DECODER)
-    if "blocks.0.weight" in state_dict and "blocks.16.weight" in state_dict:
-        return files_of(kind=Kind.ENCODER)
+    for spec in KINDS:
+        if spec.detect(state_dict):
+            return tuple(f for f in files_of(kind=spec.kind) if spec.fits(f, state_dict))
     return ()
+
+
+def looks_like(state_dict: Mapping[str, object]) -> str:
+    """' It looks like <kind of file>.' for an error about a state dict that is not what was expected, else ''."""
+    nouns = [spec.noun for spec in KINDS if state_dict and spec.detect(state_dict)]
+    nouns += [noun for noun, detect in UNSUPPORTED if detect(state_dict)]
+    return f" It looks like {nouns[0]}." if nouns else ""
+
+
+def problems(entry: LayerFile, state_dict: Mapping[str, object]) -> list[str]:
+    """Why a state dict is not a valid `entry` by its keys (empty when it is): counts, then the kind's grammar."""
+    if not state_dict:
+        return ["the file holds no tensors"]
+    found = []
+    if entry.tensor_count is not None and len(state_dict) != entry.tensor_count:
+        found.append(f"expected {entry.tensor_count} tensors, found {len(state_dict)}")
+    return found + list(_KIND_SPECS[entry.kind].problems(entry, state_dict))
 
 
 def family_of_model(model) -> Family | None:

@@ -101,13 +101,12 @@ def load_layer_patches(model, file_id: str, *, node: str) -> LayerPatches:
     """Family check, file load (grammar checked by files.py), and a strict fit check against this model."""
     entry = registry.get(file_id)
     require_family(model, entry, node=node)
-    state_dict = files.load_layer_file(entry)
-    source = files.find_layer_file(entry)
-    grouped = group_by_model_key(state_dict)
+    loaded = files.load_layer_file(entry)
+    grouped = group_by_model_key(loaded.state_dict)
     problems = shape_problems(entry, grouped, unpatched_shapes(model))
     if problems:
-        raise _rejected(node, source, entry, problems, registry.model_type_name(model))
-    return LayerPatches(entry, source, to_native_patches(grouped))
+        raise _rejected(node, loaded.path, entry, problems, registry.model_type_name(model))
+    return LayerPatches(entry, loaded.path, to_native_patches(grouped))
 
 
 def unpatched_shapes(model) -> dict[str, tuple[int, ...]]:

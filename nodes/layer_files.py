@@ -32,8 +32,7 @@ class FetchLayerFile(io.ComfyNode):
     @classmethod
     def execute(cls, file: str, allow_download: bool) -> io.NodeOutput:
         entry = registry.get(file)
-        files.load_layer_file(entry, download=allow_download)  # validates; raises naming the problem
-        path = files.find_layer_file(entry)
+        path = files.load_layer_file(entry, download=allow_download).path  # validates; raises naming the problem
         return io.NodeOutput(path, ui=ui.PreviewText(f"{entry.describe()}: {path}"))
 
 

@@ -18,6 +18,7 @@ from comfy_api.latest import io
 from ..errors import node_error
 from ..layer_vae import runtime
 from ..models.registry import Family
+from ..models.transparent_vae import TransparentVAE
 from .common import LEGACY_CATEGORY, schema
 
 SD_VERSIONS = ["SD15", "SDXL"]  # the old StableDiffusionVersion values, in the old order
@@ -36,7 +37,7 @@ def _decode(node: str, samples, images, sd_version: str, sub_batch_size: int) ->
     if sd_version not in SD_VERSIONS:
         raise node_error(node, "sd_version", f"one of {SD_VERSIONS}", repr(sd_version))
     # Stateless: the decoder is read per run (the old node cached it on the instance).
-    tvae = runtime.TransparentVAE(Family(sd_version))
+    tvae = TransparentVAE(Family(sd_version))
     return runtime.decode(tvae, images, samples["samples"], node=node, passes=8, sub_batch_size=sub_batch_size)
 
 

@@ -18,6 +18,7 @@ from ..layer_vae import runtime
 from ..models import registry
 from ..models.attention_sharing import apply_attention_sharing
 from ..models.conditioning_images import ResizeMode
+from ..models.transparent_vae import TransparentVAE
 from .common import CATEGORY, model_input, patched_model_output, resize_mode_input, schedule_inputs, schema
 from .transparent_vae import PASSES_OPTIONS, LayerVAE
 
@@ -242,8 +243,8 @@ def _split_entry(node: str, samples, mode: str) -> registry.LayerFile:
 def _sd15_layer_vae(node: str, layer_vae):
     if layer_vae is None:
         raise node_error(node, "layer_vae", "Load Transparent VAE (SD1.5) to decode the foreground", "nothing")
-    if not isinstance(layer_vae, runtime.TransparentVAE) or layer_vae.family is not registry.Family.SD15:
-        got = f"the {layer_vae.family.value} transparent VAE" if isinstance(layer_vae, runtime.TransparentVAE) \
+    if not isinstance(layer_vae, TransparentVAE) or layer_vae.family is not registry.Family.SD15:
+        got = f"the {layer_vae.family.value} transparent VAE" if isinstance(layer_vae, TransparentVAE) \
             else type(layer_vae).__name__
         raise node_error(node, "layer_vae", "the SD1.5 transparent VAE", got)
     return layer_vae

@@ -15,6 +15,7 @@ from ..layer_stack.compositing import flatten
 from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_vae import runtime
 from ..models.registry import Family
+from ..models.transparent_vae import TransparentVAE, family_from
 from .common import CATEGORY, schema
 
 VAE_CATEGORY = f"{CATEGORY}/transparent VAE"
@@ -55,8 +56,8 @@ class LoadTransparentVAE(io.ComfyNode):
     @classmethod
     def execute(cls, family: str, allow_download: bool, model=None) -> io.NodeOutput:
         node = "LayerStackLoadTransparentVAE"
-        chosen = runtime.family_from(node, family, model)
-        return io.NodeOutput(runtime.TransparentVAE(chosen, download=allow_download))
+        chosen = family_from(node, family, model)
+        return io.NodeOutput(TransparentVAE(chosen, download=allow_download))
 
 
 def _decode_inputs() -> list[io.Input]:
@@ -97,7 +98,7 @@ class TransparentDecode(io.ComfyNode):
     @classmethod
     def execute(cls, layer_vae, samples, images, passes: str, sub_batch_size: int) -> io.NodeOutput:
         node = "LayerStackTransparentDecode"
-        if not isinstance(layer_vae, runtime.TransparentVAE):
+        if not isinstance(layer_vae, TransparentVAE):
             raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
         decoded = runtime.decode(layer_vae, images, samples["samples"], node=node, passes=_passes(node, passes),
                                  sub_batch_size=sub_batch_size or None)
@@ -134,7 +135,7 @@ class TransparentEncode(io.ComfyNode):
     @classmethod
     def execute(cls, layer_vae, vae, image, mask_meaning: str, offset_multiplier: float, mask=None) -> io.NodeOutput:
         node = "LayerStackTransparentEncode"
-        if not isinstance(layer_vae, runtime.TransparentVAE):
+        if not isinstance(layer_vae, TransparentVAE):
             raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
         if mask_meaning not in (MASK_IS_ALPHA, MASK_IS_LOADIMAGE):
             raise node_error(node, "mask_meaning", f"{MASK_IS_ALPHA!r} or {MASK_IS_LOADIMAGE!r}", repr(mask_meaning))

@@ -152,10 +152,10 @@ def test_new_node_errors_name_their_inputs(sd15):
 
 @pytest.fixture(scope="module")
 def sd15_layer_vae(fixture_paths):
-    from layerstack.layer_vae import runtime
     from layerstack.models.registry import Family
+    from layerstack.models.transparent_vae import TransparentVAE
 
-    return runtime.TransparentVAE(Family.SD15)
+    return TransparentVAE(Family.SD15)
 
 
 def _batch(frames, sets=2, file_id=None):
@@ -194,8 +194,8 @@ def test_split_without_foreground_blocks_those_outputs(comfy_host):
 
 def test_split_errors(comfy_host):
     from layerstack.errors import LayerStackError
-    from layerstack.layer_vae import runtime
     from layerstack.models.registry import Family
+    from layerstack.models.transparent_vae import TransparentVAE
 
     split = _node("LayerStackSD15SplitLayers")
     latent, images = _batch(3)
@@ -205,7 +205,7 @@ def test_split_errors(comfy_host):
         split.execute(latent, images, "joint: foreground, background, blended", "1")
     with pytest.raises(LayerStackError, match=r"expected the SD1.5 transparent VAE, got the SDXL transparent VAE"):
         split.execute(latent, images, "joint: foreground, background, blended", "1",
-                      layer_vae=runtime.TransparentVAE(Family.SDXL))
+                      layer_vae=TransparentVAE(Family.SDXL))
     latent, images = _batch(3, sets=1)
     with pytest.raises(LayerStackError, match=r"input 'samples' expected a batch that is a multiple of 2 .* got 3"):
         split.execute(latent, images, "background → foreground, blended", "1")

@@ -11,10 +11,11 @@ import safetensors.torch
 import torch
 
 from layerstack.errors import LayerStackError
-from layerstack.layer_vae import LatentTransparencyOffsetEncoder, decode_augmented, runtime
+from layerstack.layer_vae import LatentTransparencyOffsetEncoder, decode_augmented
 from layerstack.layer_vae.encode import composite_on_grey, offset_encoder_input
 from layerstack.layer_vae.vae_posterior import vae_posterior
 from layerstack.models.registry import Family
+from layerstack.models.transparent_vae import TransparentVAE
 from layerstack.nodes import legacy_decode, transparent_vae
 from layerstack.nodes.transparent_vae import (
     MASK_IS_ALPHA,
@@ -170,7 +171,7 @@ def test_decode_rejects_other_socket_values():
     with pytest.raises(LayerStackError, match="input 'layer_vae' expected the output of Load Transparent VAE"):
         TransparentDecode.execute("not a vae", samples, images, passes="8", sub_batch_size=0)
     with pytest.raises(LayerStackError, match="input 'passes' expected one of"):
-        TransparentDecode.execute(runtime.TransparentVAE(Family.SD15), samples, images, passes="3", sub_batch_size=0)
+        TransparentDecode.execute(TransparentVAE(Family.SD15), samples, images, passes="3", sub_batch_size=0)
 
 
 def test_legacy_sd_version_is_checked():

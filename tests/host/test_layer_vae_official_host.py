@@ -13,6 +13,9 @@ from fixtures.build import random_state_dict
 from fixtures.official_keys import official_shapes
 from layerstack.errors import LayerStackError
 from layerstack.layer_vae import LatentTransparencyOffsetEncoder, UNet1024, runtime
+from layerstack.models import registry
+from layerstack.models.registry import Family
+from layerstack.models.transparent_vae import TransparentVAE
 
 
 def _decoder_sd():
@@ -21,7 +24,7 @@ def _decoder_sd():
 
 def test_fixture_files_load_strictly_through_the_runtime(fixture_paths):
     for family in ("SD15", "SDXL"):
-        tvae = runtime.TransparentVAE(runtime.Family(family))
+        tvae = TransparentVAE(Family(family))
         decoder, encoder = tvae.decoder(), tvae.encoder()
         assert isinstance(decoder.model, UNet1024) and isinstance(encoder.model, LatentTransparencyOffsetEncoder)
         file_sd = safetensors.torch.load_file(str(fixture_paths["layer_model_dir"] / tvae.decoder_file.filename))
@@ -40,7 +43,7 @@ def test_truncated_file_is_reported_by_name(fixture_paths, tmp_path, monkeypatch
     bad.write_bytes(good[: len(good) // 3])
     monkeypatch.setattr(folder_paths, "get_folder_paths", lambda name: [str(tmp_path)])
     with pytest.raises(LayerStackError, match="vae_transparent_decoder.safetensors.*cannot be read"):
-        runtime.TransparentVAE(runtime.Family.SDXL).decoder()
+        TransparentVAE(Family.SDXL).decoder()
 
 
 def test_missing_tensor_is_named():
@@ -71,15 +74,15 @@ def test_unexpected_tensor_is_named():
 ])
 def test_other_files_are_recognised_in_the_error(sd, hint):
     with pytest.raises(LayerStackError, match=hint):
-        runtime.decoder_from_state_dict(sd, source="f")
+        runtime.decoder_from_state_dict(sd, source="f", hint=registry.looks_like)  # as TransparentVAE reads files
 
 
 def test_encoder_file_given_to_the_decoder():
     sd = random_state_dict(official_shapes("vae_transparent_encoder"), seed=4)
     with pytest.raises(LayerStackError, match="transparent offset-encoder file"):
-        runtime.decoder_from_state_dict(sd, source="f")
+        runtime.decoder_from_state_dict(sd, source="f", hint=registry.looks_like)
     with pytest.raises(LayerStackError, match="transparent decoder file"):
-        runtime.encoder_from_state_dict(_decoder_sd(), source="f")
+        runtime.encoder_from_state_dict(_decoder_sd(), source="f", hint=registry.looks_like)
 
 
 def test_integer_tensors_are_refused():

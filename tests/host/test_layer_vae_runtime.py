@@ -11,6 +11,7 @@ import torch
 
 from layerstack.layer_vae import decode_augmented, runtime
 from layerstack.models.registry import Family
+from layerstack.models.transparent_vae import TransparentVAE
 
 
 class RecordingDecoder(torch.nn.Module):
@@ -31,7 +32,7 @@ class RecordingDecoder(torch.nn.Module):
 
 
 def managed_vae(module):
-    return runtime.TransparentVAE(Family.SDXL, _decoder=runtime.managed(module, torch.float32))
+    return TransparentVAE(Family.SDXL, _decoder=runtime.managed(module, torch.float32))
 
 
 def inputs(batch=2, h=64, w=64):

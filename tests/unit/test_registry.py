@@ -127,7 +127,7 @@ def test_download_is_opt_in_validated_and_atomic(scratch_dir, loopback_file_serv
     path = files.download_layer_file(entry, url=base_url + entry.filename)
     assert os.path.basename(path) == entry.filename
     assert sorted(os.listdir(target_dir)) == [entry.filename]
-    assert set(files.load_layer_file(entry)) == set(_official_like(entry.id))
+    assert set(files.load_layer_file(entry).state_dict) == set(_official_like(entry.id))
 
     # Never overwrites.
     with pytest.raises(LayerStackError, match="never overwrites"):
