@@ -3,6 +3,8 @@
 IMAGE is [B,H,W,C] with C = 3 (RGB) or 4 (RGBA, alpha last); MASK is [B,H,W] or [H,W]. A MASK is taken as alpha
 (1 = opaque, what our decode nodes output and Text2Layer's m) unless the caller says it is a LoadImage-style mask
 (1 = transparent). A batch of 1 is repeated to match the other inputs; other batch differences are errors.
+LoadImage's placeholder mask for an image without alpha (all zeros, 64x64 whatever the image size) counts as no mask,
+so a LoadImage MASK may be wired in whether or not the picture has transparency.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ def check_mask(mask: object, node: str, input_name: str) -> torch.Tensor:
     if not (isinstance(mask, torch.Tensor) and mask.ndim == 3 and mask.is_floating_point()):
         raise node_error(node, input_name, "a float MASK of shape [batch, height, width]", _shape(mask))
     return mask.detach().to("cpu", torch.float32)
+
+
+PLACEHOLDER_SIZE = (64, 64)  # the size of LoadImage's all-zero mask for a picture without an alpha channel
+
+
+def is_placeholder_mask(mask: torch.Tensor, image: torch.Tensor) -> bool:
+    """LoadImage's "this picture has no alpha" mask next to a picture of another size: it carries no information."""
+    return tuple(mask.shape[1:]) == PLACEHOLDER_SIZE != tuple(image.shape[1:3]) and not bool(mask.any())
 
 
 def match_batch(tensors: dict[str, torch.Tensor], node: str) -> dict[str, torch.Tensor]:
@@ -67,9 +77,14 @@ def rgb_and_alpha(
     """rgb [B,H,W,3] and alpha [B,H,W] (1 = opaque, clamped to [0,1]) from an IMAGE and an optional MASK.
 
     The alpha comes from the MASK, or else from a 4-channel IMAGE, or else (unless required) is opaque.
-    Both at once is refused: silently preferring one would hide a wiring mistake.
+    Both at once is refused: silently preferring one would hide a wiring mistake. LoadImage's placeholder mask is
+    no MASK (see is_placeholder_mask).
     """
     image = check_image(image, node, image_input)
+    if alpha is not None:
+        alpha = check_mask(alpha, node, alpha_input)
+        if is_placeholder_mask(alpha, image):
+            alpha = None
     has_image_alpha = image.shape[-1] == 4
     if alpha is not None and has_image_alpha:
         raise node_error(
@@ -81,10 +96,11 @@ def rgb_and_alpha(
             return image[..., :3].clamp(0, 1), image[..., 3].clamp(0, 1)
         if alpha_required:
             raise node_error(
-                node, alpha_input, f"a MASK, or an RGBA (4-channel) '{image_input}'", "an RGB image and no mask"
+                node, alpha_input, f"a MASK, or an RGBA (4-channel) '{image_input}'",
+                "an RGB image and no mask (LoadImage's MASK of a picture without transparency is empty)",
             )
         return image.clamp(0, 1), torch.ones(image.shape[:3])
-    mask = check_mask(alpha, node, alpha_input)
+    mask = alpha
     if mask.shape[1:] != image.shape[1:3]:
         raise node_error(
             node, alpha_input, f"height x width {image.shape[1]}x{image.shape[2]} (the size of '{image_input}')",
