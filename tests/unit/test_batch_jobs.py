@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -64,8 +65,9 @@ def test_values_are_parsed_as_the_input_type():
 
 
 def test_seed_specs():
-    assert parse_seed_spec("0-3,10", "s") == [0, 1, 2, 3, 10]
-    assert parse_seed_spec("5", "s") == [5]
+    assert list(parse_seed_spec("0-3,10", "s")) == [0, 1, 2, 3, 10]
+    assert list(parse_seed_spec("5", "s")) == [5]
+    assert [parse_seed_spec("0-3,10,20-21", "s")[k] for k in range(7)] == [0, 1, 2, 3, 10, 20, 21]
     for bad in ("3-1", "a", "1,,2", "-4"):
         with pytest.raises(BatchError):
             parse_seed_spec(bad, "s")
@@ -74,8 +76,8 @@ def test_seed_specs():
 def test_jobs_are_rows_times_seeds(tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("# comment\nfirst\n\nsecond\n", encoding="utf-8")
-    jobs = plan_jobs(API, sets=["1.width=32"], seeds=["5.value=1-3"], prompts=prompts,
-                     prompt_input="Latent out.filename_prefix", object_info=INFO)
+    jobs = list(plan_jobs(API, sets=["1.width=32"], seeds=["5.value=1-3"], prompts=prompts,
+                          prompt_input="Latent out.filename_prefix", object_info=INFO))
     assert len(jobs) == 6
     assert [j.params["12.filename_prefix"] for j in jobs] == ["first"] * 3 + ["second"] * 3
     assert [j.params["5.value"] for j in jobs] == [1, 2, 3, 1, 2, 3]
@@ -85,12 +87,14 @@ def test_jobs_are_rows_times_seeds(tmp_path):
     again = plan_jobs(API, sets=["1.width=32"], seeds=["5.value=1-3"], prompts=prompts,
                       prompt_input="Latent out.filename_prefix", object_info=INFO)
     assert [j.job_id for j in again] == [j.job_id for j in jobs]  # stable ids: resumable
+    assert [j.job_id for j in jobs] == ["first_value-1", "first_value-2", "first_value-3",
+                                        "second_value-1", "second_value-2", "second_value-3"]
 
 
 def test_csv_rows_labels_and_empty_cells(tmp_path):
     table = tmp_path / "jobs.csv"
     table.write_text("job,1.width,Latent out.filename_prefix\nsmall,16,\nbig,,wide\n", encoding="utf-8")
-    jobs = plan_jobs(API, csv_path=table, object_info=INFO)
+    jobs = list(plan_jobs(API, csv_path=table, object_info=INFO))
     assert [(j.label, j.params) for j in jobs] == [("small", {"1.width": 16}),
                                                     ("big", {"12.filename_prefix": "wide"})]
     table.write_text("job,1.width\nbad,wide\n", encoding="utf-8")
@@ -114,11 +118,12 @@ def test_manifest_counts_a_job_done_only_while_its_files_exist(tmp_path):
     m.record("0001-aa", {"fingerprint": "f1", "status": "done", "files": [{"path": "0001-aa/x.png"}]})
     m.record("0002-bb", {"fingerprint": "f2", "status": "failed", "files": []})
     again = Manifest(tmp_path)
-    assert again.finished("f1") is not None
-    assert again.finished("f2") is None
-    assert again.job_id_for("f2", "0007-bb") == "0002-bb"
+    assert again.finished("0001-aa", "f1")
+    assert not again.finished("0001-aa", "f3")  # the same name, another prompt
+    assert not again.finished("0002-bb", "f2")
+    assert again.ids_by_fingerprint() == {"f1": ["0001-aa"], "f2": ["0002-bb"]}
     (tmp_path / "0001-aa" / "x.png").unlink()
-    assert Manifest(tmp_path).finished("f1") is None
+    assert not Manifest(tmp_path).finished("0001-aa", "f1")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".manifest-")]
 
 
@@ -216,3 +221,69 @@ def test_progress_off_prints_only_notes():
     assert stream.getvalue() == ""
     p.note("server b dropped out")
     assert stream.getvalue() == "server b dropped out\n"
+
+
+def _limited_cli(*args: str, memory_mb: int = 1024) -> subprocess.Popen:
+    """The CLI with its address space capped, so a batch that materialises every job fails fast instead of eating
+    the machine."""
+    import resource
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tools")}
+    return subprocess.Popen([sys.executable, "-m", "batch_runner", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=cap)
+
+
+def test_a_huge_seed_range_is_refused_at_once_with_the_count():
+    proc = _limited_cli(str(DATA / "core_nodes.api.json"), "--object-info", str(DATA / "object_info_core.json"),
+                        "--seeds", "1.color=0-99999999", "--dry-run")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "100000000 jobs" in err and "--max-jobs 10000" in err
+    assert out == ""
+
+
+def test_a_raised_limit_streams_the_jobs():
+    proc = _limited_cli(str(DATA / "core_nodes.api.json"), "--object-info", str(DATA / "object_info_core.json"),
+                        "--seeds", "5.value=0-99999999", "--max-jobs", "100000000", "--dry-run")
+    try:
+        first = [proc.stdout.readline() for _ in range(3)]
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    assert [line.split()[0] for line in first] == ["value-0", "value-1", "value-2"]
+
+
+def test_the_plan_is_lazy_and_indexable():
+    batch = plan_jobs(API, seeds=["5.value=0-99999999", "4.strength=0,1"], object_info=None, max_jobs=None)
+    assert len(batch) == 200_000_000
+    last = batch[len(batch) - 1]
+    assert last.params == {"5.value": 99_999_999, "4.strength": 1} and last.index == 200_000_000
+    assert [j.params["4.strength"] for j in itertools.islice(batch, 3)] == [0, 1, 0]
+
+
+def test_too_many_jobs_are_refused_before_any_target_is_resolved(tmp_path):
+    table = tmp_path / "jobs.csv"
+    table.write_text("job,Nope.width\n" + "".join(f"r{i},1\n" for i in range(30)), encoding="utf-8")
+    with pytest.raises(BatchError, match=r"30 rows × 4 seeds \(5.value\) = 120 jobs, more than --max-jobs 100"):
+        plan_jobs(API, csv_path=table, seeds=["5.value=1-4"], object_info=INFO, max_jobs=100)
+
+
+def test_duplicate_csv_columns_are_refused(tmp_path):
+    table = tmp_path / "jobs.csv"
+    table.write_text("job,1.color,1.color\na,1,2\n", encoding="utf-8")
+    with pytest.raises(BatchError, match=r"column '1.color' appears twice"):
+        plan_jobs(API, csv_path=table, object_info=INFO)
+    table.write_text("job,1.color,EmptyImage.color\na,1,2\n", encoding="utf-8")
+    with pytest.raises(BatchError, match=r"columns '1.color' and 'EmptyImage.color' both set node 1 input 'color'"):
+        plan_jobs(API, csv_path=table, object_info=INFO)
+    table.write_text("job,1.color\na,1,2\n", encoding="utf-8")
+    with pytest.raises(BatchError, match=r"jobs.csv:2: expected 2 cells \(the header's columns\), got 3"):
+        plan_jobs(API, csv_path=table, object_info=INFO)
+
+
+def test_seeds_outside_the_inputs_range_are_refused():
+    with pytest.raises(BatchError, match="seed 99999999 is above the input's maximum 16777215"):
+        plan_jobs(API, seeds=["1.color=0-99999999"], object_info=INFO, max_jobs=None)

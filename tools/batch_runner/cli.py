@@ -15,7 +15,7 @@ from pathlib import Path
 from .client import ComfyClient, ServerUnavailable
 from .convert import ui_to_api
 from .errors import BatchError
-from .jobs import plan_jobs
+from .jobs import DEFAULT_MAX_JOBS, BatchSpec, assign_ids
 from .manifest import Manifest
 from .progress import Progress
 from .runner import BatchRunner
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV with a header of NODE.INPUT columns (and an optional 'job' label column); one job per "
                         "row, empty cells keep the workflow's value")
     p.add_argument("--limit", type=int, metavar="N", help="run at most N jobs that are not done yet, then stop")
+    p.add_argument("--max-jobs", type=int, default=DEFAULT_MAX_JOBS, metavar="N",
+                   help=f"refuse a batch of more than N jobs before doing anything (default {DEFAULT_MAX_JOBS}; a "
+                        "guard against typo'd ranges)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="fail a job that runs longer (default: none)")
     p.add_argument("--object-info", type=Path, metavar="FILE",
                    help="use this saved /object_info JSON instead of asking the server (conversion, input types)")
@@ -122,6 +125,8 @@ def _main(args) -> int:
         raise BatchError(f"--server: each server once, got {[c.url for c in clients]}")
 
     kind, doc = load_workflow(args.workflow)
+    spec = BatchSpec(sets=args.set, seeds=args.seeds, prompts=args.prompts, prompt_input=args.prompt_input,
+                     csv_path=args.csv).check_size(args.max_jobs)
     overrides = bool(args.set or args.seeds or args.prompts or args.csv)
     object_info = _load_object_info(args, clients) if (kind == "ui" or overrides) else None
     if kind == "ui":
@@ -129,45 +134,55 @@ def _main(args) -> int:
     else:
         base = normalize_api(doc)
 
-    jobs = plan_jobs(base, sets=args.set, seeds=args.seeds, prompts=args.prompts, prompt_input=args.prompt_input,
-                     csv_path=args.csv, object_info=object_info)
+    batch = spec.plan(base, object_info)
     if args.convert_only:
-        if len(jobs) > 1:
+        if len(batch) > 1:
             raise BatchError("--convert-only: prints one prompt; drop --seeds/--prompts/--csv")
-        json.dump(jobs[0].prompt, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(batch[0].prompt, sys.stdout, indent=2, ensure_ascii=False)
         print()
         return 0
 
     manifest = Manifest(args.out) if args.out is not None else None
-    todo = []
-    skipped = 0
-    for job in jobs:
-        if manifest is not None and manifest.finished(job.fingerprint):
-            skipped += 1
-            continue
-        todo.append(job)
-    if manifest is not None:
-        for job in todo:  # an earlier failed attempt at the same prompt keeps its id and folder
-            job.earlier_id = manifest.job_id_for(job.fingerprint, job.job_id)
-    if args.limit is not None:
-        todo = todo[:args.limit]
+    earlier = {fp: list(ids) for fp, ids in manifest.ids_by_fingerprint().items()} if manifest else {}
+    taken = list(manifest.jobs) if manifest else []
 
+    def jobs():
+        return assign_ids(batch, earlier, taken)
+
+    def done(job) -> bool:
+        return manifest is not None and manifest.finished(job.job_id, job.fingerprint)
+
+    def pending():
+        """The jobs still to run, in order, up to --limit."""
+        left = args.limit
+        for job in jobs():
+            if left is not None and left <= 0:
+                return
+            if not done(job):
+                if left is not None:
+                    left -= 1
+                yield job
+
+    skipped = sum(1 for job in jobs() if done(job)) if manifest and manifest.jobs else 0
+    to_run = len(batch) - skipped if args.limit is None else min(args.limit, len(batch) - skipped)
     if args.dry_run:
-        for job in jobs:
-            state = "todo" if job in todo else ("done" if manifest and manifest.finished(job.fingerprint) else "later")
+        left = to_run
+        for job in jobs():
+            state = "done" if done(job) else ("todo" if left > 0 else "later")
+            left -= state == "todo"
             params = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
-            print(f"{job.job_id}  {state:5}  {job.label or ''}  {params}")
-        print(f"{len(jobs)} job(s): {len(todo)} to run, {skipped} already done", file=sys.stderr)
+            print(f"{job.job_id}  {state:5}  {params}")
+        print(f"{len(batch)} job(s): {to_run} to run, {skipped} already done", file=sys.stderr)
         return 0
 
     assert manifest is not None
     clients = _reachable(clients)
     manifest.start_run({"workflow": str(args.workflow), "format": kind, "servers": [c.url for c in clients],
-                        "jobs_planned": len(jobs), "jobs_to_run": len(todo), "skipped": skipped})
-    progress = Progress(len(todo), enabled=args.progress != "none",
+                        "jobs_planned": len(batch), "jobs_to_run": to_run, "skipped": skipped})
+    progress = Progress(to_run, enabled=args.progress != "none",
                         bar={"bar": True, "log": False}.get(args.progress))
     if skipped:
-        progress.note(f"{skipped} of {len(jobs)} job(s) already done in {manifest.path}; skipping them")
+        progress.note(f"{skipped} of {len(batch)} job(s) already done in {manifest.path}; skipping them")
     runner = BatchRunner(clients, args.out, manifest, progress, timeout=args.timeout)
 
     def on_term(_signum, _frame):
@@ -175,12 +190,12 @@ def _main(args) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        summary = runner.run(todo)
+        summary = runner.run(pending())
     finally:
         signal.signal(signal.SIGTERM, previous)
 
     failed = {jid: manifest.jobs.get(jid, {}).get("error", "") for jid in summary.failed}
-    print(f"{len(jobs)} job(s): {len(summary.done)} done, {len(summary.failed)} failed, {skipped} already done"
+    print(f"{len(batch)} job(s): {len(summary.done)} done, {len(summary.failed)} failed, {skipped} already done"
           + (f", {len(summary.not_run)} not run" if summary.not_run else "")
           + f"; manifest {manifest.path}", file=sys.stderr)
     for jid, msg in failed.items():

@@ -1,22 +1,26 @@
-"""Turning one API prompt plus the command line's overrides into a list of jobs.
+"""Turning one API prompt plus the command line's overrides into a batch of jobs, built lazily.
 
 A target is ``NODE.INPUT``: NODE is a node id of the API prompt, else a node title (``_meta.title``), else a class
 type that occurs once; INPUT is split off at the last dot because titles may contain dots.
-Jobs are the rows (one per line of ``--prompts``, one per CSV row, or one if neither) times every ``--seeds`` range.
+Jobs are the rows (one per line of ``--prompts``, one per CSV row, or one if neither) times every ``--seeds`` range;
+they are counted before anything else and built one at a time, so a typo'd range costs nothing but its refusal.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import csv
 import hashlib
-import itertools
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BatchError
+
+DEFAULT_MAX_JOBS = 10_000
 
 
 @dataclass
@@ -25,13 +29,13 @@ class Job:
     params: dict  # "node_id.input" -> value, every override of this job
     prompt: dict
     fingerprint: str
-    label: str | None = None
+    label: str | None = None  # the user's name for it (CSV 'job' column)
+    name: str = "job"  # file-system-safe name from the label (or prompt line) and seeds; see assign_ids
     sources: dict = field(default_factory=dict)  # "node_id.input" -> how the user named it
-    earlier_id: str | None = None  # id of an earlier attempt at the same prompt (its folder is reused)
+    job_id: str = ""  # unique in the output folder, also the job's folder name (assign_ids)
 
-    @property
-    def job_id(self) -> str:
-        return self.earlier_id or f"{self.index:04d}-{self.fingerprint[:8]}"
+    def __post_init__(self):
+        self.job_id = self.job_id or self.name
 
 
 def fingerprint(prompt: dict) -> str:
@@ -154,12 +158,42 @@ def parse_assignment(text: str, what: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+
 _SEED_PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
-def parse_seed_spec(spec: str, what: str) -> list[int]:
+class SeedList:
+    """The seeds of one ``--seeds`` spec as inclusive ``(low, high)`` ranges: counted and indexed, never listed."""
+
+    def __init__(self, ranges: list[tuple[int, int]]):
+        self.ranges = ranges
+        self._starts = []  # position of each range's first seed
+        total = 0
+        for lo, hi in ranges:
+            self._starts.append(total)
+            total += hi - lo + 1
+        self.count = total
+
+    def __getitem__(self, k: int) -> int:
+        r = bisect.bisect_right(self._starts, k) - 1
+        return self.ranges[r][0] + k - self._starts[r]
+
+    def __iter__(self) -> Iterator[int]:
+        for lo, hi in self.ranges:
+            yield from range(lo, hi + 1)
+
+    @property
+    def lowest(self) -> int:
+        return min(lo for lo, _ in self.ranges)
+
+    @property
+    def highest(self) -> int:
+        return max(hi for _, hi in self.ranges)
+
+
+def parse_seed_spec(spec: str, what: str) -> SeedList:
     """``0-9`` (inclusive), ``1,5,9`` or a mix such as ``0-3,10``."""
-    seeds: list[int] = []
+    ranges = []
     for part in spec.split(","):
         m = _SEED_PART.match(part)
         if not m:
@@ -168,8 +202,8 @@ def parse_seed_spec(spec: str, what: str) -> list[int]:
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
             raise BatchError(f"{what}: range '{part.strip()}' runs backwards; expected LOW-HIGH")
-        seeds.extend(range(lo, hi + 1))
-    return seeds
+        ranges.append((lo, hi))
+    return SeedList(ranges)
 
 
 def read_prompt_lines(path: Path) -> list[tuple[int, str]]:
@@ -185,77 +219,227 @@ def read_prompt_lines(path: Path) -> list[tuple[int, str]]:
     return rows
 
 
-def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, cells)`` of every row, the header first; blank lines skipped."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = [(reader.line_num, {k.strip(): v for k, v in row.items() if k is not None}) for row in reader]
+            reader = csv.reader(fh)
+            for cells in reader:
+                if cells:
+                    yield reader.line_num, cells
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise BatchError(f"--csv {path}: cannot read it as UTF-8 CSV: {exc}") from exc
+
+
+def _csv_header(path: Path) -> list[str]:
+    header = [h.strip() for h in next(iter(_csv_records(path)), (0, []))[1]]
     if not header:
         raise BatchError(f"--csv {path}: expected a header row of NODE.INPUT columns (and optionally 'job'), "
                          "the file is empty")
-    if not rows:
-        raise BatchError(f"--csv {path}: expected one job per row after the header, found none")
-    return header, rows
+    seen: set[str] = set()
+    for col in header:
+        key = col.lower() if col.lower() == "job" else col
+        if key in seen:
+            raise BatchError(f"--csv {path}: column '{col}' appears twice in the header; expected each NODE.INPUT "
+                             "(and 'job') once")
+        seen.add(key)
+    return header
 
 
-def plan_jobs(base: dict, *, sets: list[str] = (), seeds: list[str] = (), prompts: Path | None = None,
-              prompt_input: str | None = None, csv_path: Path | None = None,
-              object_info: dict | None = None) -> list[Job]:
-    """Every job of the batch, in order. Later overrides win: --set, then the row, then the seeds."""
-    fixed: list[tuple[Target, object]] = []
-    for item in sets:
-        key, raw = parse_assignment(item, "--set")
-        target = resolve_target(base, key, object_info, f"--set {item}")
-        fixed.append((target, coerce(target, raw, "--set")))
+@dataclass
+class _Row:
+    label: str | None  # the user's name for the job (CSV 'job' column)
+    hint: str  # what the job's folder name starts with
+    cells: list[tuple[int, str]]  # (column, raw value) of the non-empty cells
+    where: str  # file:line, for error messages
 
-    rows: list[tuple[str | None, list[tuple[Target, object]]]] = []
-    if prompts is not None and csv_path is not None:
-        raise BatchError("--prompts and --csv: expected one source of rows, got both (put the prompt in a CSV "
-                         "column instead)")
-    if prompts is not None:
-        if not prompt_input:
-            raise BatchError("--prompts: expected --prompt-input NODE.INPUT too (which input each line goes to)")
-        target = resolve_target(base, prompt_input, object_info, "--prompt-input")
-        for lineno, line in read_prompt_lines(prompts):
-            rows.append((None, [(target, coerce(target, line, f"--prompts {prompts}:{lineno}"))]))
-    elif prompt_input:
-        raise BatchError("--prompt-input: expected --prompts FILE with it")
-    if csv_path is not None:
-        header, records = read_csv_rows(csv_path)
-        columns = {}
-        for col in header:
-            if col.lower() == "job":
-                continue
-            columns[col] = resolve_target(base, col, object_info, f"--csv {csv_path} column '{col}'")
-        for lineno, record in records:
-            values = []
-            for col, target in columns.items():
-                cell = record.get(col)
-                if cell is None or cell == "":
-                    continue  # empty cell: keep the workflow's value
-                values.append((target, coerce(target, cell, f"--csv {csv_path}:{lineno}")))
-            label = next((record[k] for k in record if k.lower() == "job" and record[k]), None)
-            rows.append((label, values))
-    if not rows:
-        rows.append((None, []))
 
-    dims: list[list[tuple[Target, object]]] = []
-    for item in seeds:
-        key, spec = parse_assignment(item, "--seeds")
-        target = resolve_target(base, key, object_info, f"--seeds {item}")
-        dims.append([(target, s) for s in parse_seed_spec(spec, f"--seeds {item}")])
+class BatchSpec:
+    """The command line's overrides, read and counted but not yet applied to a workflow.
 
-    jobs = []
-    for (label, row), combo in itertools.product(rows, itertools.product(*dims)):
-        prompt = copy.deepcopy(base)
+    Counting needs no workflow and no server, so a batch too large for ``--max-jobs`` is refused before any work.
+    Jobs are the rows (one per line of ``--prompts``, one per CSV row, or one if neither) times every ``--seeds``
+    range.
+    """
+
+    def __init__(self, *, sets: list[str] = (), seeds: list[str] = (), prompts: Path | None = None,
+                 prompt_input: str | None = None, csv_path: Path | None = None):
+        self.sets = [(*parse_assignment(item, "--set"), f"--set {item}") for item in sets]
+        self.seeds = []
+        for item in seeds:
+            key, spec = parse_assignment(item, "--seeds")
+            self.seeds.append((key, parse_seed_spec(spec, f"--seeds {item}"), f"--seeds {item}"))
+        if prompts is not None and csv_path is not None:
+            raise BatchError("--prompts and --csv: expected one source of rows, got both (put the prompt in a CSV "
+                             "column instead)")
+        self.columns: list[tuple[str, str]] = []  # (NODE.INPUT as written, what)
+        self._rows: list[_Row] | None = None
+        self._row_source = None
+        self.row_count = 1
+        if prompts is not None:
+            if not prompt_input:
+                raise BatchError("--prompts: expected --prompt-input NODE.INPUT too (which input each line goes to)")
+            lines = read_prompt_lines(prompts)
+            self.columns = [(prompt_input, "--prompt-input")]
+            self._rows = [_Row(None, line, [(0, line)], f"--prompts {prompts}:{n}") for n, line in lines]
+            self.row_count = len(lines)
+        elif prompt_input:
+            raise BatchError("--prompt-input: expected --prompts FILE with it")
+        if csv_path is not None:
+            header = _csv_header(csv_path)
+            self.columns = [(col, f"--csv {csv_path} column '{col}'") for col in header if col.lower() != "job"]
+            self._row_source = (csv_path, header)
+            self.row_count = sum(1 for _ in _csv_records(csv_path)) - 1
+            if self.row_count < 1:
+                raise BatchError(f"--csv {csv_path}: expected one job per row after the header, found none")
+
+    @property
+    def count(self) -> int:
+        total = self.row_count
+        for _key, seeds, _what in self.seeds:
+            total *= seeds.count
+        return total
+
+    def check_size(self, max_jobs: int | None) -> BatchSpec:
+        if max_jobs is not None and self.count > max_jobs:
+            factors = [f"{self.row_count} rows"] if self.columns else []
+            factors += [f"{seeds.count} seeds ({key})" for key, seeds, _what in self.seeds]
+            size = f"{' × '.join(factors)} = {self.count} jobs" if len(factors) > 1 else f"{self.count} jobs"
+            raise BatchError(f"batch: {size}, more than --max-jobs {max_jobs}; check the --seeds ranges and the "
+                             "row files, or raise --max-jobs if you mean it")
+        return self
+
+    def rows(self) -> list[_Row]:
+        """Every row with its non-empty cells (read once, after the size check)."""
+        if self._rows is None:
+            self._rows = []
+            if self._row_source is not None:
+                path, header = self._row_source
+                label_col = next((i for i, h in enumerate(header) if h.lower() == "job"), None)
+                columns = [i for i in range(len(header)) if i != label_col]
+                records = iter(_csv_records(path))
+                next(records)  # the header
+                for n, (lineno, cells) in enumerate(records, 1):
+                    if len(cells) > len(header):
+                        raise BatchError(f"--csv {path}:{lineno}: expected {len(header)} cells (the header's "
+                                         f"columns), got {len(cells)}")
+                    cells += [""] * (len(header) - len(cells))
+                    label = cells[label_col].strip() or None if label_col is not None else None
+                    filled = [(k, cells[i]) for k, i in enumerate(columns) if cells[i] != ""]
+                    self._rows.append(_Row(label, label or f"row{n}", filled, f"--csv {path}:{lineno}"))
+            if not self._rows:
+                self._rows = [_Row(None, "", [], "")]
+        return self._rows
+
+    def plan(self, base: dict, object_info: dict | None) -> Batch:
+        """Resolve every target in ``base`` and parse every value (all errors now, before any job runs)."""
+        fixed = []
+        for key, raw, what in self.sets:
+            target = resolve_target(base, key, object_info, what)
+            fixed.append((target, coerce(target, raw, "--set")))
+        columns = [resolve_target(base, key, object_info, what) for key, what in self.columns]
+        by_input: dict[str, str] = {}
+        for (key, what), target in zip(self.columns, columns):
+            if target.key in by_input:
+                raise BatchError(f"{what.rsplit(' column', 1)[0]}: columns '{by_input[target.key]}' and '{key}' both "
+                                 f"set node {target.node} input '{target.input}'; expected one column per input")
+            by_input[target.key] = key
+        rows = [(row.label, row.hint, [(columns[k], coerce(columns[k], raw, row.where)) for k, raw in row.cells])
+                for row in self.rows()]
+        dims = []
+        for key, seeds, what in self.seeds:
+            target = resolve_target(base, key, object_info, what)
+            _check_seed_bounds(target, seeds, what)
+            dims.append((target, seeds))
+        return Batch(base, fixed, rows, dims)
+
+
+def _check_seed_bounds(target: Target, seeds: SeedList, what: str) -> None:
+    opts = target.spec[1] if target.spec and len(target.spec) > 1 and isinstance(target.spec[1], dict) else {}
+    if opts.get("max") is not None and seeds.highest > opts["max"]:
+        raise BatchError(f"{what}: seed {seeds.highest} is above the input's maximum {opts['max']}")
+    if opts.get("min") is not None and seeds.lowest < opts["min"]:
+        raise BatchError(f"{what}: seed {seeds.lowest} is below the input's minimum {opts['min']}")
+
+
+class Batch:
+    """The jobs of a batch, built one at a time on demand (a batch of millions costs no more memory than one job).
+
+    Later overrides win: --set, then the row, then the seeds. Order: rows, then the seed grid (last --seeds fastest).
+    """
+
+    def __init__(self, base: dict, fixed: list, rows: list, dims: list):
+        self.base, self.fixed, self.rows, self.dims = base, fixed, rows, dims
+        self.per_row = 1
+        for _target, seeds in dims:
+            self.per_row *= seeds.count
+        self.count = len(rows) * self.per_row
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> Job:
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        r, rest = divmod(i, self.per_row)
+        combo = []
+        for target, seeds in reversed(self.dims):
+            rest, k = divmod(rest, seeds.count)
+            combo.append((target, seeds[k]))
+        combo.reverse()
+        label, hint, row = self.rows[r]
+        prompt = copy.deepcopy(self.base)
         params: dict = {}
         sources: dict = {}
-        for target, value in [*fixed, *row, *combo]:
+        for target, value in [*self.fixed, *row, *combo]:
             prompt[target.node].setdefault("inputs", {})[target.input] = value
             params[target.key] = value
             sources[target.key] = target.written
-        jobs.append(Job(len(jobs) + 1, params, prompt, fingerprint(prompt), label, sources))
-    return jobs
+        name = "_".join([hint] * bool(hint) + [f"{target.input}-{value}" for target, value in combo]) or "job"
+        return Job(i + 1, params, prompt, fingerprint(prompt), label, safe_name(name, 80), sources)
+
+    def __iter__(self) -> Iterator[Job]:
+        for i in range(self.count):
+            yield self[i]
+
+
+def plan_jobs(base: dict, *, sets: list[str] = (), seeds: list[str] = (), prompts: Path | None = None,
+              prompt_input: str | None = None, csv_path: Path | None = None, object_info: dict | None = None,
+              max_jobs: int | None = DEFAULT_MAX_JOBS) -> Batch:
+    """Every job of the batch, in order, built lazily (see BatchSpec and Batch)."""
+    spec = BatchSpec(sets=sets, seeds=seeds, prompts=prompts, prompt_input=prompt_input, csv_path=csv_path)
+    return spec.check_size(max_jobs).plan(base, object_info)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# job ids: the folder names
+
+_UNSAFE = re.compile(r"[^\w .()+=,@-]")
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+def safe_name(text: str, limit: int = 120) -> str:
+    """A file or folder name that every common file system accepts as it is (Windows included)."""
+    name = _UNSAFE.sub("_", text.replace("/", "_").replace("\\", "_"))[:limit].strip(" .")
+    if name.split(".")[0].upper() in _WINDOWS_RESERVED:
+        name = "_" + name
+    return name or "_"
+
+
+def assign_ids(jobs: Iterable[Job], earlier: dict[str, list[str]] | None = None,
+               taken: Iterable[str] = ()) -> Iterator[Job]:
+    """Give each job its id, which is also its folder name: an earlier attempt's id for the same prompt (``earlier``:
+    fingerprint → ids), else its name, made unique (ignoring case, as Windows and macOS do) against ``taken`` and the
+    batch's other jobs with ``-2``, ``-3``, ..."""
+    taken_keys = {t.casefold() for t in taken}
+    used: set[str] = set()
+    for job in jobs:
+        job_id = next((jid for jid in (earlier or {}).get(job.fingerprint, ()) if jid.casefold() not in used), None)
+        if job_id is None:
+            job_id, n = job.name, 1
+            while job_id.casefold() in used or job_id.casefold() in taken_keys:
+                n += 1
+                job_id = f"{job.name}-{n}"
+        used.add(job_id.casefold())
+        job.job_id = job_id
+        yield job

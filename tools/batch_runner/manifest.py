@@ -1,7 +1,7 @@
 """``manifest.json`` of an output folder: job → parameters → files, rewritten after every job.
 
-A job counts as finished when an entry with its fingerprint has status ``done`` and all its files are still on disk,
-so a rerun skips it; failed or missing jobs run again. Writes go to a temporary file renamed over the manifest, so a
+A job counts as finished when its entry has its fingerprint, status ``done`` and all its files still on disk, so a
+rerun skips it; failed, interrupted or missing jobs run again. The manifest grows as jobs finish. Writes go to a temporary file renamed over the manifest, so a
 batch killed at any moment leaves the previous complete manifest.
 """
 
@@ -50,27 +50,20 @@ class Manifest:
     def jobs(self) -> dict:
         return self.doc["jobs"]
 
-    def _by_fingerprint(self, fingerprint: str) -> list[tuple[str, dict]]:
+    def ids_by_fingerprint(self) -> dict[str, list[str]]:
+        """Fingerprint → ids of the jobs recorded with it (a rerun gives a job its earlier id and folder)."""
         with self._lock:
-            if self._index is None:  # built once: large batches look up every job
+            if self._index is None:
                 self._index = {}
                 for jid, entry in self.jobs.items():
                     self._index.setdefault(entry.get("fingerprint"), []).append(jid)
-            return [(jid, self.jobs[jid]) for jid in self._index.get(fingerprint, [])]
+            return self._index
 
-    def finished(self, fingerprint: str) -> dict | None:
-        """The done entry for this prompt whose files all still exist, if any."""
-        for _jid, entry in self._by_fingerprint(fingerprint):
-            if entry.get("status") == "done" and all(
-                (self.out_dir / f["path"]).is_file() for f in entry.get("files", [])
-            ):
-                return entry
-        return None
-
-    def job_id_for(self, fingerprint: str, proposed: str) -> str:
-        """Reuse the id (and so the folder) of an earlier attempt at the same prompt."""
-        earlier = self._by_fingerprint(fingerprint)
-        return earlier[0][0] if earlier else proposed
+    def finished(self, job_id: str, fingerprint: str) -> bool:
+        """Whether this job is recorded as done with this prompt and all its files still exist."""
+        entry = self.jobs.get(job_id) or {}
+        return entry.get("status") == "done" and entry.get("fingerprint") == fingerprint and all(
+            (self.out_dir / f["path"]).is_file() for f in entry.get("files", []))
 
     def start_run(self, info: dict) -> None:
         with self._lock:

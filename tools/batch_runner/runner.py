@@ -1,20 +1,22 @@
-"""Runs a list of jobs over one or more ComfyUI servers and downloads every output.
+"""Runs a batch of jobs over one or more ComfyUI servers and downloads every output.
 
-One worker thread per server keeps one job in flight on it, so a faster server simply takes more jobs. A server that
-stops answering is retired and its job goes back to the queue for the others; a job that ComfyUI rejects or fails is
-recorded with ComfyUI's message and the batch goes on.
+One worker thread per server keeps one job in flight on it, so a faster server simply takes more jobs. Jobs are taken
+from the batch one at a time as workers free up (never listed up front). A server that stops answering is retired and
+its job goes back for the others; a job that ComfyUI rejects or fails is recorded with ComfyUI's message and the batch
+goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import tempfile
 import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -64,7 +66,8 @@ class BatchRunner:
         self.progress = progress
         self.timeout = timeout
         self.labels = {c.url: (c.url.split("://", 1)[-1] if len(clients) > 1 else "server") for c in clients}
-        self._queue: queue.Queue[Job] = queue.Queue()
+        self._source: Iterator[Job] = iter(())
+        self._returned: deque[Job] = deque()  # jobs of servers that dropped out, taken before new ones
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._alive = 0
@@ -72,9 +75,8 @@ class BatchRunner:
         self.summary = Summary()
 
     # -- public ----------------------------------------------------------------------------------------------------
-    def run(self, jobs: list[Job]) -> Summary:
-        for job in jobs:
-            self._queue.put(job)
+    def run(self, jobs: Iterable[Job]) -> Summary:
+        self._source = iter(jobs)
         self._alive = len(self.clients)
         threads = [threading.Thread(target=self._worker, args=(c,), name=f"batch-{c.url}", daemon=True)
                    for c in self.clients]
@@ -91,12 +93,13 @@ class BatchRunner:
             self.summary.interrupted = True
         finally:
             self.progress.close()
-        while True:  # whatever no server took
-            try:
-                self.summary.not_run.append(self._queue.get_nowait().job_id)
-            except queue.Empty:
-                break
+        while (job := self._take()) is not None:  # whatever no server took
+            self.summary.not_run.append(job.job_id)
         return self.summary
+
+    def _take(self) -> Job | None:
+        with self._lock:
+            return self._returned.popleft() if self._returned else next(self._source, None)
 
     def stop(self) -> None:
         """Stop taking jobs and interrupt the prompts in flight (Ctrl-C, SIGTERM)."""
@@ -117,9 +120,8 @@ class BatchRunner:
             return
         try:
             while not self._stop.is_set():
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
+                job = self._take()
+                if job is None:
                     return
                 try:
                     self._run_job(client, label, job)
@@ -140,7 +142,8 @@ class BatchRunner:
             self._record_failure(job, client, None, f"no server left to run it: {reason}", {"stage": "server"},
                                  started=now())
         else:
-            self._queue.put(job)  # another server takes it
+            with self._lock:
+                self._returned.append(job)  # another server takes it
 
     def _run_job(self, client: ComfyClient, label: str, job: Job) -> None:
         job_id = job.job_id
