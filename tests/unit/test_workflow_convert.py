@@ -1,19 +1,21 @@
-"""UI-format → API-format conversion (batch_runner.convert) against ComfyUI 0.3.75 node specs.
+"""UI-format → API-format conversion (batch_runner.convert.ui_to_api, its only entry) against saved node specs.
 
-`object_info_core.json` is a slice of the real 0.3.75 `/object_info`; the e2e tests convert against a live server too.
-Synthetic classes below cover spec shapes that no core node has (combo with control_after_generate, forceInput).
+`object_info_core.json` is a slice of the real 0.3.75 `/object_info`, used as data: titles are compared with the display
+names it holds, never with one host's names written into a test (hosts rename core classes). The e2e tests convert
+against a live server too. Synthetic classes below cover spec shapes that no core node has (combo with
+control_after_generate, forceInput).
 """
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 
-from batch_runner.convert import process_dynamic_prompt, ui_to_api
+from batch_runner.convert import ui_to_api
 from batch_runner.errors import BatchError
+from fixtures.api_twins import assert_converts_to_twin
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "batch"
 INFO = json.loads((DATA / "object_info_core.json").read_text())
@@ -46,7 +48,23 @@ def _wf(nodes, links):
 def test_core_pair_converts_to_its_api_twin():
     ui = json.loads((DATA / "core_nodes.ui.json").read_text())
     twin = json.loads((DATA / "core_nodes.api.json").read_text())
-    assert ui_to_api(ui, INFO) == twin
+    assert_converts_to_twin(ui_to_api(ui, INFO), twin, ui, INFO)
+
+
+def test_core_pair_matches_its_twin_on_a_host_that_renames_every_class():
+    ui = json.loads((DATA / "core_nodes.ui.json").read_text())
+    twin = json.loads((DATA / "core_nodes.api.json").read_text())
+    renamed = {cls: {**spec, "display_name": f"{spec.get('display_name') or cls} (new)"} for cls, spec in INFO.items()}
+    converted = ui_to_api(ui, renamed)
+    assert converted != twin  # the untitled nodes took the new names...
+    assert_converts_to_twin(converted, twin, ui, renamed)  # ...and nothing else changed
+
+
+def test_titles_are_the_nodes_own_else_the_hosts_display_name():
+    renamed = {**INFO, "EmptyImage": {**INFO["EmptyImage"], "display_name": "Empty Image (renamed by a host)"}}
+    nodes = [_node(1, "EmptyImage", [8, 8, 1, 0]), _node(2, "EmptyImage", [8, 8, 1, 0], title="Canvas")]
+    api = ui_to_api(_wf(nodes, []), renamed)
+    assert [api[n]["_meta"]["title"] for n in ("1", "2")] == ["Empty Image (renamed by a host)", "Canvas"]
 
 
 def test_ksampler_advanced_skips_the_control_value_after_noise_seed():
@@ -134,7 +152,7 @@ def test_primitive_node_value_wins_over_the_stale_widget_value():
     ]
     api = ui_to_api(_wf(nodes, [[1, 1, 0, 2, 0, "INT"]]), INFO)
     assert api == {"2": {"inputs": {"width": 8, "height": 300, "batch_size": 1, "color": 0},
-                         "class_type": "EmptyImage", "_meta": {"title": "EmptyImage"}}}
+                         "class_type": "EmptyImage", "_meta": {"title": INFO["EmptyImage"]["display_name"]}}}
 
 
 def test_widget_count_mismatch_names_node_and_values():
@@ -203,7 +221,7 @@ def test_extra_widget_values_of_combo_control_refresh_and_upload():
     api = ui_to_api(_wf([_node(1, "Synth", values)], []), SYNTH)
     assert api["1"]["inputs"] == {"pick": "b", "media": "x.png", "remote": "r1", "list_value": {"__value__": ["p", "q"]},
                                   "opt_seed": 9, "ratio": 0.25}
-    assert api["1"]["_meta"] == {"title": "Synthetic"}
+    assert api["1"]["_meta"] == {"title": SYNTH["Synth"]["display_name"]}
 
 
 def test_old_layout_with_a_value_for_a_force_input_is_migrated():
@@ -214,15 +232,18 @@ def test_old_layout_with_a_value_for_a_force_input_is_migrated():
     assert ui_to_api(_wf([_node(1, "Old", [1, 2.5])], []), info)["1"]["inputs"] == {"a": 1, "b": 2.5}
 
 
+def _text_after_conversion(text: str, seed: int = 0) -> str:
+    wf = _wf([_node(1, "CLIPTextEncode", [text], [_in("clip", "CLIP")])], [])
+    return ui_to_api(wf, INFO, seed=seed)["1"]["inputs"]["text"]
+
+
 def test_dynamic_prompts_strip_comments_and_resolve_choices():
-    rng = random.Random(0)
-    assert process_dynamic_prompt("a cat // the subject\n/* block */in a box", rng) == "a cat \nin a box"
-    assert process_dynamic_prompt(r"a \{literal\} {red|red} {x|{y|y}|x}", rng) in ("a {literal} red x",
-                                                                                  "a {literal} red y")
-    seen = {process_dynamic_prompt("{one|two|three}", rng) for _ in range(200)}
+    assert _text_after_conversion("a cat // the subject\n/* block */in a box") == "a cat \nin a box"
+    assert _text_after_conversion(r"a \{literal\} {red|red} {x|{y|y}|x}") in ("a {literal} red x", "a {literal} red y")
+    seen = {_text_after_conversion("{one|two|three}", seed) for seed in range(200)}
     assert seen == {"one", "two", "three"}
-    wf = _wf([_node(1, "CLIPTextEncode", ["{glass|glass} bottle // note"], [_in("clip", "CLIP")])], [])
-    assert ui_to_api(wf, INFO)["1"]["inputs"]["text"] == "glass bottle "
+    assert _text_after_conversion("{glass|glass} bottle // note") == "glass bottle "
+    assert _text_after_conversion("{one|two|three}", 5) == _text_after_conversion("{one|two|three}", 5)
 
 
 def test_duplicate_node_ids_are_an_error():

@@ -1,7 +1,10 @@
-"""UI-format (litegraph "save") workflow → API-format prompt, using the server's ``/object_info``.
+"""UI-format (the editor's "Save") workflow → API-format prompt, using the server's ``/object_info``: ``ui_to_api``.
 
-ComfyUI has no server route for this (the frontend's ``graphToPrompt`` does it in JavaScript), so this module
-reproduces the rules of ComfyUI frontend 1.32 (the one shipped with ComfyUI 0.3.75):
+The one way in is ``ui_to_api``; nothing else of the runner depends on this module. It exists because a saved UI
+workflow is what users have at hand, but ComfyUI has no server route for the conversion (the editor does it in
+JavaScript, ``graphToPrompt``), so this re-states the editor's rules and can drift with new frontend releases. The
+API format (the editor's "Export (API)") needs none of it and is what the README recommends. Rules of ComfyUI
+frontend 1.32 (the one shipped with ComfyUI 0.3.75):
 
 * ``widgets_values`` is positional: one value per widget input, in the node's ``input_order`` (required, then
   optional), with extra values the frontend stores but never sends: ``control_after_generate`` after INT inputs that
@@ -11,7 +14,9 @@ reproduces the rules of ComfyUI frontend 1.32 (the one shipped with ComfyUI 0.3.
   a PrimitiveNode writes its value into the widgets it feeds;
 * muted nodes (mode 2) are dropped together with every input linked to them; bypassed nodes (mode 4) are dropped
   and their consumers are linked to the bypassed node's input of the same type;
-* STRING widgets with ``dynamicPrompts`` get ``//`` and ``/* */`` comments stripped and ``{a|b}`` choices resolved.
+* STRING widgets with ``dynamicPrompts`` get ``//`` and ``/* */`` comments stripped and ``{a|b}`` choices resolved;
+* ``_meta.title`` is the node's own title, else the host's display name for its class (hosts rename classes: 0.33.0
+  shows EmptyImage as "Empty Image"), so the same file converts to different titles on different hosts.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import re
 from collections.abc import Callable
 
 from .errors import BatchError
+from .workflow import is_ui_workflow
 
 MODE_NEVER = 2  # "muted" in the editor
 MODE_BYPASS = 4
@@ -35,18 +41,6 @@ SEED_NAMES = ("seed", "noise_seed")
 MEDIA_UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 
 Warn = Callable[[str], None]
-
-
-def is_ui_workflow(doc: object) -> bool:
-    return isinstance(doc, dict) and isinstance(doc.get("nodes"), list)
-
-
-def is_api_prompt(doc: object) -> bool:
-    return (
-        isinstance(doc, dict)
-        and len(doc) > 0
-        and all(isinstance(v, dict) and "class_type" in v for v in doc.values())
-    )
 
 
 def ui_to_api(workflow: dict, object_info: dict, *, warn: Warn | None = None, seed: int = 0) -> dict:
@@ -109,7 +103,7 @@ def _fits(spec: list, value) -> bool:
     return True
 
 
-def process_dynamic_prompt(text: str, rng: random.Random) -> str:
+def _dynamic_prompt(text: str, rng: random.Random) -> str:
     """The frontend's ``processDynamicPrompt``: strip comments, resolve ``{a|b|c}`` (nested, ``\\`` escapes)."""
     text = re.sub(r"/\*[\s\S]*?\*/|//.*", "", text)
     pos = 0
@@ -141,7 +135,7 @@ def process_dynamic_prompt(text: str, rng: random.Random) -> str:
                 continue
             current += ch
         options.append(current)
-        return process_dynamic_prompt(rng.choice(options), rng)
+        return _dynamic_prompt(rng.choice(options), rng)
 
     out = ""
     while pos < len(text):
@@ -348,7 +342,7 @@ class _Converter:
                         f"inputs {names} - the workflow was probably saved with another version of this node"
                     )
                 if _spec_type(ispec) == "STRING" and _opts(ispec).get("dynamicPrompts"):
-                    value = process_dynamic_prompt(value, self.rng)
+                    value = _dynamic_prompt(value, self.rng)
                 out[name] = {"__value__": value} if isinstance(value, list) else value
                 i += 1
             elif kind == "control":
@@ -404,7 +398,7 @@ class _Converter:
                 value = values[0]
                 ispec = self._input_spec(target["type"], name)
                 if isinstance(value, str) and ispec and _opts(ispec).get("dynamicPrompts"):
-                    value = process_dynamic_prompt(value, self.rng)
+                    value = _dynamic_prompt(value, self.rng)
                 prompt[tid]["inputs"][name] = {"__value__": value} if isinstance(value, list) else value
 
     def _input_spec(self, ntype: str, name: str) -> list | None:

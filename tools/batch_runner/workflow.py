@@ -11,10 +11,18 @@ import struct
 import zlib
 from pathlib import Path
 
-from .convert import is_api_prompt, is_ui_workflow
 from .errors import BatchError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def is_ui_workflow(doc: object) -> bool:
+    return isinstance(doc, dict) and isinstance(doc.get("nodes"), list)
+
+
+def is_api_prompt(doc: object) -> bool:
+    return isinstance(doc, dict) and len(doc) > 0 and all(
+        isinstance(v, dict) and "class_type" in v for v in doc.values())
 
 
 def png_text_chunks(data: bytes) -> dict[str, str]:
