@@ -96,7 +96,8 @@ def test_six_jobs_over_two_servers_download_every_output(servers, tmp_path):
     join = a.object_info()["JoinImageWithAlpha"]["display_name"]  # the host's name: the UI node has no own title
     assert any("Noise" in line for line in bar_lines) and any(join in line for line in bar_lines)
     jobs = manifest(out)["jobs"]
-    assert len(jobs) == 6 and {j["status"] for j in jobs.values()} == {"done"}
+    assert sorted(jobs) == [f"value-{n}" for n in range(1, 7)]  # named by the seed, not by a hash
+    assert {j["status"] for j in jobs.values()} == {"done"}
     assert sorted(j["parameters"]["5.value"] for j in jobs.values()) == [1, 2, 3, 4, 5, 6]
 
     # Both servers ran jobs, and each server's own history holds exactly the prompts the manifest gives it.
@@ -148,6 +149,9 @@ def test_resume_after_stop_midway_runs_only_the_rest(servers, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    listed = _summary(err)
+    assert sorted(listed) == sorted(f"value-{n}" for n in range(101, 107)), err  # every job, with its outcome
+    assert set(listed.values()) <= {"done", "interrupted", "not run"} and "Traceback" not in err
     first = {k: v for k, v in manifest(out)["jobs"].items() if v["status"] == "done"}
     assert 2 <= len(first) < 6, "the batch finished before it could be stopped; the jobs are too fast"
 
@@ -201,7 +205,55 @@ def test_broken_jobs_are_reported_and_the_others_finish(servers, tmp_path):
     for label in ("good-1", "good-2"):
         assert all((out / f["path"]).is_file() for f in jobs[label]["files"]) and len(jobs[label]["files"]) == 2
     assert "2 done, 2 failed" in res.stderr
-    assert "bigger than max" in res.stderr and "LoadImageMask" in res.stderr
+    assert _summary(res.stderr) == {"good-1": "done", "too-tall": "failed", "corrupt-mask": "failed", "good-2": "done"}
+    failed_lines = [line for line in res.stderr.splitlines() if line.startswith("  failed")]
+    assert "too-tall: " in failed_lines[0] and "bigger than max" in failed_lines[0]  # ComfyUI's message, per job
+    assert "corrupt-mask: " in failed_lines[1] and "LoadImageMask" in failed_lines[1]
+
+
+def _summary(stderr: str) -> dict[str, str]:
+    """job id -> outcome, from the summary the runner prints last."""
+    lines = stderr.splitlines()
+    rows = [row for row in lines[lines.index("summary:") + 1:] if row.startswith("  ")]
+    return {row[14:].split(": ")[0]: row[2:13].strip() for row in rows}  # "  <status:11> <job id>[: message]"
+
+
+def test_preflight_uploads_and_final_outputs(servers, tmp_path):
+    """Three servers: one down, one without the workflow's model file, one ready. The first two are reported and left
+    out; a job naming a local mask file gets it uploaded; only final outputs come back (no preview)."""
+    ready, lacking = servers
+    checkpoint = next(c for c in ready.object_info("CheckpointLoaderSimple")["CheckpointLoaderSimple"]["input"]
+                      ["required"]["ckpt_name"][0] if c not in lacking.object_info("CheckpointLoaderSimple")
+                      ["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0])
+    api = json.loads((DATA / "core_nodes.api.json").read_text())
+    api["40"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}}  # unused: not run
+    api["41"] = {"class_type": "PreviewImage", "inputs": {"images": ["15", 0]}}
+    workflow = tmp_path / "with_preview_api.json"
+    workflow.write_text(json.dumps(api))
+    (tmp_path / "masks").mkdir()
+    flipped = np.asarray(Image.open(io.BytesIO(_mask_png())))[:, ::-1].copy()
+    Image.fromarray(flipped, "RGBA").save(tmp_path / "masks" / "flipped.png")
+    table = tmp_path / "jobs.csv"
+    table.write_text("job,Load Image (as Mask).image,1.width,1.height\n"
+                     f"Local mask!,masks/flipped.png,{W},{H}\nserver mask,,{W},{H}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    res = run_batch(str(workflow), "--server", "http://127.0.0.1:9", "--server", lacking.url, "--server", ready.url,
+                    "--out", str(out), "--csv", str(table), "--progress", "log")
+    assert res.returncode == 0, res.stderr
+    assert "leaving out http://127.0.0.1:9 did not answer (GET /object_info: connection refused)" in res.stderr
+    assert f"leaving out {lacking.url} cannot run this workflow: it has no model file '{checkpoint}' (node 40 " \
+           "CheckpointLoaderSimple.ckpt_name)" in res.stderr
+    jobs = manifest(out)["jobs"]
+    assert sorted(jobs) == ["Local mask_", "server mask"]  # the labels, made safe for any file system
+    assert {j["server"] for j in jobs.values()} == {ready.url}
+    upload = jobs["Local mask_"]["uploads"]["13.image"]
+    assert (ready.input_dir / upload["as"]).read_bytes() == (tmp_path / "masks" / "flipped.png").read_bytes()
+    for label, mask in (("Local mask_", flipped), ("server mask", np.asarray(Image.open(io.BytesIO(_mask_png()))))):
+        assert {(f["node"], f["type"]) for f in jobs[label]["files"]} == {("6", "output"), ("12", "output")}
+        png = next(f for f in jobs[label]["files"] if f["node"] == "6")
+        alpha = np.asarray(Image.open(out / png["path"]))[..., 3].astype(int)
+        assert np.abs(alpha - mask[..., 3].astype(int)).max() <= 1, label
+    assert _summary(res.stderr) == {"Local mask_": "done", "server mask": "done"}
 
 
 def test_ui_workflow_converts_to_its_committed_api_twin(comfy_server):

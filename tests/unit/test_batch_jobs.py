@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -15,7 +16,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from batch_runner.errors import BatchError
-from batch_runner.jobs import coerce, parse_seed_spec, plan_jobs, resolve_target
+from batch_runner.jobs import assign_ids, coerce, parse_seed_spec, plan_jobs, resolve_target, safe_name
 from batch_runner.manifest import Manifest
 from batch_runner.runner import _link_new, local_name
 from batch_runner.workflow import load_workflow
@@ -185,10 +186,12 @@ def test_cli_bad_input_exits_2_with_the_reason(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_no_server_exits_3(tmp_path):
-    res = _cli(str(DATA / "core_nodes.ui.json"), "--server", "http://127.0.0.1:9", "--out", str(tmp_path / "o"))
-    assert res.returncode == 3
-    assert "127.0.0.1:9" in res.stderr
+def test_cli_no_server_exits_3_with_one_line(tmp_path):
+    for workflow in ("core_nodes.ui.json", "core_nodes.api.json"):  # needs /object_info to convert / does not
+        res = _cli(str(DATA / workflow), "--server", "http://127.0.0.1:9", "--out", str(tmp_path / "o"))
+        assert res.returncode == 3
+        assert res.stderr.splitlines() == ["error: http://127.0.0.1:9 did not answer (GET /object_info: connection "
+                                           "refused); is ComfyUI running there?"]
 
 
 def test_progress_bar_follows_node_and_step_events():
@@ -287,3 +290,188 @@ def test_duplicate_csv_columns_are_refused(tmp_path):
 def test_seeds_outside_the_inputs_range_are_refused():
     with pytest.raises(BatchError, match="seed 99999999 is above the input's maximum 16777215"):
         plan_jobs(API, seeds=["1.color=0-99999999"], object_info=INFO, max_jobs=None)
+
+
+def test_job_ids_are_labels_made_safe_and_unique(tmp_path):
+    table = tmp_path / "jobs.csv"
+    table.write_text('job,1.width\nred/blue: v1?,16\nRED-BLUE,17\nred_blue_ v1_,18\nCON,19\n,20\n', encoding="utf-8")
+    jobs = list(assign_ids(plan_jobs(API, csv_path=table, seeds=["5.value=1"], object_info=INFO)))
+    assert [j.job_id for j in jobs] == ["red_blue_ v1__value-1", "RED-BLUE_value-1", "red_blue_ v1__value-1-2",
+                                        "CON_value-1", "row5_value-1"]
+    assert [safe_name(n) for n in ("CON", "nul.txt", "a\\b/c", " .x. ", "..")] == ["_CON", "_nul.txt", "a_b_c", "x", "_"]
+    # A rerun gives each prompt its earlier id; a new prompt does not take an id the manifest holds for another one.
+    again = list(assign_ids(plan_jobs(API, csv_path=table, seeds=["5.value=1"], object_info=INFO),
+                            {jobs[2].fingerprint: ["old-name"]}, taken=["red-blue_value-1", "old-name"]))
+    assert [j.job_id for j in again][:3] == ["red_blue_ v1__value-1", "RED-BLUE_value-1-2", "old-name"]
+
+
+def test_a_local_file_for_an_upload_input_becomes_an_upload(tmp_path):
+    (tmp_path / "masks").mkdir()
+    mask = tmp_path / "masks" / "my mask.PNG"
+    mask.write_bytes(b"not really a png")
+    table = tmp_path / "jobs.csv"
+    table.write_text("job,13.image\nlocal,masks/my mask.PNG\nserver,example.png\n", encoding="utf-8")
+    local, server = plan_jobs(API, csv_path=table, object_info=INFO)
+    upload = local.uploads[("13", "image")]
+    assert upload.path == mask and upload.name == "my mask-" + hashlib.sha256(b"not really a png").hexdigest()[:12] + ".png"
+    assert local.prompt["13"]["inputs"]["image"] == upload.name and server.uploads == {}
+    mask.write_bytes(b"changed")  # a changed file is a new job
+    assert plan_jobs(API, csv_path=table, object_info=INFO)[0].fingerprint != local.fingerprint
+    table.write_text("job,13.image\nmissing,masks/nope.png\n", encoding="utf-8")
+    with pytest.raises(BatchError, match=r"expected one of 'example.png' \(nor a local file to upload\); got"):
+        plan_jobs(API, csv_path=table, object_info=INFO)
+    with pytest.raises(BatchError, match="expected one of 'alpha'"):  # no upload input: a file path is no choice
+        plan_jobs(API, sets=[f"13.channel={mask}"], object_info=INFO)
+
+
+class _FakeServer:
+    url = "http://fake:1"
+
+    def __init__(self):
+        self.uploads, self.downloads = [], []
+
+    def upload(self, path, name):
+        self.uploads.append(name)
+        return f"sub/{name}"
+
+    def download(self, item, dest):
+        self.downloads.append(item["filename"])
+        dest.write(b"x")
+        return 1
+
+
+def _runner(tmp_path, clients, **kw):
+    from batch_runner.progress import Progress
+    from batch_runner.runner import BatchRunner
+
+    return BatchRunner(clients, tmp_path, Manifest(tmp_path), Progress(1, enabled=False), **kw)
+
+
+def test_each_local_file_is_uploaded_once_per_server(tmp_path):
+    mask = tmp_path / "m.png"
+    mask.write_bytes(b"m")
+    a, b = _FakeServer(), _FakeServer()
+    b.url = "http://fake:2"
+    runner = _runner(tmp_path, [a, b])
+    jobs = list(plan_jobs(API, sets=[f"13.image={mask}"], seeds=["5.value=1-2"], object_info=INFO))
+    sent = [runner._with_uploads(a, jobs[0]), runner._with_uploads(a, jobs[1]), runner._with_uploads(b, jobs[1])]
+    name = jobs[0].uploads[("13", "image")].name
+    assert a.uploads == [name] and b.uploads == [name]
+    assert {p["13"]["inputs"]["image"] for p in sent} == {f"sub/{name}"}  # the name the server answered
+    assert jobs[0].prompt["13"]["inputs"]["image"] == name  # the planned job is left as it was
+
+
+def test_only_final_outputs_are_downloaded_unless_temp_files_are_asked_for(tmp_path):
+    outputs = {"6": {"images": [{"filename": "final.png", "subfolder": "", "type": "output"}]},
+               "9": {"images": [{"filename": "preview.png", "subfolder": "", "type": "temp"}], "text": ["hi"]}}
+    server = _FakeServer()
+    files, values = _runner(tmp_path / "a", [server])._download(server, "job", outputs)
+    assert [f["filename"] for f in files] == ["final.png"] and values == {"9": {"text": ["hi"]}}
+    files, _ = _runner(tmp_path / "b", [server], include_temp=True)._download(server, "job", outputs)
+    assert sorted(f["filename"] for f in files) == ["final.png", "preview.png"]
+
+
+def test_preflight_names_missing_node_types_and_model_files():
+    api = json.loads(json.dumps(API))
+    api["30"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl/base.safetensors"}}
+    info = {**INFO, "CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["sd15.safetensors"]]}}}}
+    batch = plan_jobs(api, object_info=info)
+    assert batch.server_problems(info) == ["it has no model file 'sdxl/base.safetensors' (node 30 "
+                                           "CheckpointLoaderSimple.ckpt_name)"]
+    info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"] = [["sdxl/base.safetensors"]]
+    assert batch.server_problems(info) == []
+    lacking = {k: v for k, v in info.items() if k not in ("ImageAddNoise", "JoinImageWithAlpha")}
+    assert batch.server_problems(lacking) == ["it has no node type ImageAddNoise, JoinImageWithAlpha (a custom node "
+                                              "pack not installed there?)"]
+    # a model file named by an override is checked too
+    batch = plan_jobs(api, sets=["30.ckpt_name=sdxl/base.safetensors"], object_info=info)
+    info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"] = [["other.safetensors"]]
+    assert "no model file 'sdxl/base.safetensors'" in batch.server_problems(info)[0]
+
+
+def test_the_summary_lists_every_job_in_order(capsys, tmp_path):
+    from batch_runner.cli import _print_summary
+    from batch_runner.runner import Outcome
+
+    _print_summary([Outcome(3, "c", "interrupted", "interrupted on the server at node 4"),
+                    Outcome(1, "a", "done"), Outcome(4, "d", "not run"),
+                    Outcome(2, "b", "failed", "node 1 (EmptyImage): Value 99999 bigger than max of 16384"),
+                    Outcome(0, "z", "skipped", "done in an earlier run")], 2, tmp_path / "manifest.json")
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split()[:2] for line in lines[1:6]] == [["skipped", "z"], ["done", "a"], ["failed", "b:"],
+                                                         ["interrupted", "c:"], ["not", "run"]]
+    assert "bigger than max of 16384" in lines[3] and "at node 4" in lines[4]
+    assert lines[-1].startswith("7 job(s): 1 done, 1 failed, 1 interrupted, 1 already done, 1 not run, 2 left for a "
+                                "later run; manifest")
+
+
+def test_entry_points_without_the_wrapper_script(tmp_path):
+    args = [str(DATA / "core_nodes.ui.json"), "--object-info", str(DATA / "object_info_core.json"), "--convert-only"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # from the pack's folder (a venv Python on Windows or elsewhere)
+    res = subprocess.run([sys.executable, "-m", "tools.batch_runner", *args], cwd=ROOT, capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == API
+    # the folder itself, from anywhere, in isolated mode (no current folder, no PYTHONPATH: an embedded Python)
+    res = subprocess.run([sys.executable, "-I", str(ROOT / "tools" / "batch_runner"), *args], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == API
+
+
+def test_json_jobs_like_csv_rows(tmp_path):
+    jobs_file = tmp_path / "jobs.json"
+    jobs_file.write_text(json.dumps([{"job": "wide one", "1.width": 128, "4.strength": 0.5},
+                                     {"1.width": "64", "12.filename_prefix": "x", "4.strength": None}]))
+    jobs = list(assign_ids(plan_jobs(API, json_path=jobs_file, object_info=INFO)))
+    assert [(j.job_id, j.label, j.params) for j in jobs] == [
+        ("wide one", "wide one", {"1.width": 128, "4.strength": 0.5}),
+        ("job2", None, {"1.width": 64, "12.filename_prefix": "x"})]
+    jobs_file.write_text('[{"job": "a", "1.width": 1, "1.width": 2}]')
+    with pytest.raises(BatchError, match="key '1.width' appears twice in one job"):
+        plan_jobs(API, json_path=jobs_file, object_info=INFO)
+    jobs_file.write_text('[{"1.width": 1, "EmptyImage.width": 2}]')
+    with pytest.raises(BatchError, match=r"jobs.json: columns '1.width' and 'EmptyImage.width' both set node 1"):
+        plan_jobs(API, json_path=jobs_file, object_info=INFO)
+    jobs_file.write_text('[{"1.width": [1]}]')
+    with pytest.raises(BatchError, match=r"job 1, 1.width: expected a number, true/false or text"):
+        plan_jobs(API, json_path=jobs_file, object_info=INFO)
+    jobs_file.write_text('{"1.width": 1}')
+    with pytest.raises(BatchError, match="expected a non-empty list of objects"):
+        plan_jobs(API, json_path=jobs_file, object_info=INFO)
+
+
+class _FullDiskServer(_FakeServer):
+    """Runs every job at once; the first download hits a full disk."""
+
+    def connect(self):
+        pass
+
+    def close(self):
+        pass
+
+    def submit(self, prompt, prompt_id):
+        self.last = prompt
+
+    def wait(self, prompt_id, on_event, timeout):
+        return {"outputs": {"6": {"images": [{"filename": f"{self.last['5']['inputs']['value']}.png"}]}}}
+
+    def download(self, item, dest):
+        if item["filename"] == "1.png":
+            raise OSError(28, "No space left on device", str(dest))
+        return super().download(item, dest)
+
+
+def test_a_job_that_cannot_save_fails_by_name_and_the_batch_goes_on(tmp_path):
+    from batch_runner.progress import Progress
+    from batch_runner.runner import BatchRunner
+
+    stream = io.StringIO()
+    runner = BatchRunner([_FullDiskServer()], tmp_path, Manifest(tmp_path), Progress(2, stream=stream, bar=False))
+    summary = runner.run(assign_ids(plan_jobs(API, seeds=["5.value=1-2"], object_info=INFO)))
+    assert [(o.job_id, o.status) for o in summary.outcomes] == [("value-1", "failed"), ("value-2", "done")]
+    assert summary.outcomes[0].message == "OSError: no space left on device"
+    assert "FAILED value-1 on http://fake:1: OSError: no space left on device" in stream.getvalue()
+    assert str(tmp_path) not in stream.getvalue()
+    assert Manifest(tmp_path).jobs["value-1"]["status"] == "failed"

@@ -1,7 +1,7 @@
 """``layerstack-batch``: run a ComfyUI workflow many times with overrides, over one or more servers.
 
 Exit status: 0 every job done (or already done), 1 a job failed or could not run, 2 bad input (workflow, override,
-prompt file), 3 no server answered, 130 interrupted.
+prompt file), 3 no server answered or none can run the batch, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import signal
 import sys
 from pathlib import Path
 
-from .client import ComfyClient, ServerUnavailable
+from .client import ComfyClient, ServerUnavailable, short_reason
 from .convert import ui_to_api
 from .errors import BatchError
 from .jobs import DEFAULT_MAX_JOBS, BatchSpec, assign_ids
 from .manifest import Manifest
 from .progress import Progress
-from .runner import BatchRunner
+from .runner import FAILED, INTERRUPTED, NOT_RUN, SKIPPED, BatchRunner, Outcome
 from .workflow import load_workflow, normalize_api
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
@@ -26,7 +26,7 @@ DEFAULT_SERVER = "http://127.0.0.1:8188"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="layerstack-batch",
+        prog="layerstack-batch (or: python -m tools.batch_runner)",
         description="Run a ComfyUI workflow (API or UI format, or a PNG saved by ComfyUI) as a batch of jobs and "
                     "download every output into a folder with a manifest.json.",
         epilog="NODE is a node id, a node title, or a class type that occurs once. A rerun with the same --out "
@@ -45,13 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text file, one job per line (# comments and blank lines skipped)")
     p.add_argument("--prompt-input", metavar="NODE.INPUT", help="the input each --prompts line goes to")
     p.add_argument("--csv", type=Path, metavar="FILE",
-                   help="CSV with a header of NODE.INPUT columns (and an optional 'job' label column); one job per "
-                        "row, empty cells keep the workflow's value")
+                   help="CSV with a header of NODE.INPUT columns (and an optional 'job' column: the job's name and "
+                        "folder); one job per row, empty cells keep the workflow's value; a local file named for "
+                        "an image input is uploaded")
+    p.add_argument("--json", type=Path, metavar="FILE", dest="json_path",
+                   help='JSON list of objects, one job each: {"job": "name", "NODE.INPUT": value, ...}; as --csv')
     p.add_argument("--limit", type=int, metavar="N", help="run at most N jobs that are not done yet, then stop")
     p.add_argument("--max-jobs", type=int, default=DEFAULT_MAX_JOBS, metavar="N",
                    help=f"refuse a batch of more than N jobs before doing anything (default {DEFAULT_MAX_JOBS}; a "
                         "guard against typo'd ranges)")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="fail a job that runs longer (default: none)")
+    p.add_argument("--include-temp", action="store_true",
+                   help="also download previews and temporary files (PreviewImage and the like); by default only "
+                        "final outputs")
     p.add_argument("--object-info", type=Path, metavar="FILE",
                    help="use this saved /object_info JSON instead of asking the server (conversion, input types)")
     p.add_argument("--convert-only", action="store_true",
@@ -79,38 +85,54 @@ def main(argv: list[str] | None = None) -> int:
     except ServerUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    except OSError as exc:  # the output folder or manifest cannot be written, stdout closed, ...
+        print(f"error: {exc.filename or 'output'}: {short_reason(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted before any job was submitted", file=sys.stderr)
         return 130
 
 
-def _load_object_info(args, clients: list[ComfyClient]) -> dict:
-    if args.object_info is not None:
-        try:
-            info = json.loads(args.object_info.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BatchError(f"--object-info {args.object_info}: expected the JSON of GET /object_info: {exc}") \
-                from exc
-        if not isinstance(info, dict):
-            raise BatchError(f"--object-info {args.object_info}: expected a JSON object of node classes")
-        return info
-    return clients[0].object_info()
+def _read_object_info(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BatchError(f"--object-info {path}: expected the JSON of GET /object_info: {exc}") from exc
+    if not isinstance(info, dict):
+        raise BatchError(f"--object-info {path}: expected a JSON object of node classes")
+    return info
 
 
-def _reachable(clients: list[ComfyClient]) -> list[ComfyClient]:
-    """Servers that answer now; the others are left out with a warning (none answering is an error)."""
-    alive, reasons = [], []
+def _first_object_info(clients: list[ComfyClient]) -> dict:
+    """/object_info of the first server that answers (for conversion and input types)."""
+    reasons = []
     for client in clients:
         try:
-            client.system_stats()
-            alive.append(client)
+            return client.object_info()
         except ServerUnavailable as exc:
-            reasons.append(str(exc))
+            reasons.append(f"{exc}; is ComfyUI running there?")
+    raise ServerUnavailable("; ".join(reasons))
+
+
+def _preflight(clients: list[ComfyClient], batch) -> list[ComfyClient]:
+    """Servers that answer, know every node type of the workflow and list its model files; each other server is
+    reported in one line and left out (none left is an error)."""
+    ready, reasons = [], []
+    for client in clients:
+        try:
+            problems = batch.server_problems(client.object_info())
+            reason = f"{client.url} cannot run this workflow: " + "; ".join(problems)
+        except ServerUnavailable as exc:
+            problems, reason = [str(exc)], f"{exc}; is ComfyUI running there?"
+        if problems:
+            reasons.append(reason)
             if len(clients) > 1:
-                _warn(f"leaving out {client.url}: {exc}")
-    if not alive:
-        raise ServerUnavailable("no server answered: " + "; ".join(reasons))
-    return alive
+                _warn(f"leaving out {reason}")
+        else:
+            ready.append(client)
+    if not ready:
+        raise ServerUnavailable(" | ".join(reasons))
+    return ready
 
 
 def _main(args) -> int:
@@ -118,6 +140,8 @@ def _main(args) -> int:
         raise BatchError(f"--limit: expected a positive number of jobs, got {args.limit}")
     if args.timeout is not None and args.timeout <= 0:
         raise BatchError(f"--timeout: expected seconds > 0, got {args.timeout}")
+    if args.max_jobs < 1:
+        raise BatchError(f"--max-jobs: expected a positive number of jobs, got {args.max_jobs}")
     if args.out is None and not (args.convert_only or args.dry_run):
         raise BatchError("--out: expected an output folder for the results")
     clients = [ComfyClient(url) for url in (args.server or [DEFAULT_SERVER])]
@@ -126,18 +150,19 @@ def _main(args) -> int:
 
     kind, doc = load_workflow(args.workflow)
     spec = BatchSpec(sets=args.set, seeds=args.seeds, prompts=args.prompts, prompt_input=args.prompt_input,
-                     csv_path=args.csv).check_size(args.max_jobs)
-    overrides = bool(args.set or args.seeds or args.prompts or args.csv)
-    object_info = _load_object_info(args, clients) if (kind == "ui" or overrides) else None
-    if kind == "ui":
-        base = ui_to_api(doc, object_info, warn=_warn)
-    else:
-        base = normalize_api(doc)
+                     csv_path=args.csv, json_path=args.json_path).check_size(args.max_jobs)
+    overrides = bool(args.set or args.seeds or args.prompts or args.csv or args.json_path)
+    object_info = None
+    if args.object_info is not None:
+        object_info = _read_object_info(args.object_info)
+    elif kind == "ui" or overrides:
+        object_info = _first_object_info(clients)
+    base = ui_to_api(doc, object_info, warn=_warn) if kind == "ui" else normalize_api(doc)
 
     batch = spec.plan(base, object_info)
     if args.convert_only:
         if len(batch) > 1:
-            raise BatchError("--convert-only: prints one prompt; drop --seeds/--prompts/--csv")
+            raise BatchError("--convert-only: prints one prompt; drop --seeds/--prompts/--csv/--json")
         json.dump(batch[0].prompt, sys.stdout, indent=2, ensure_ascii=False)
         print()
         return 0
@@ -163,8 +188,9 @@ def _main(args) -> int:
                     left -= 1
                 yield job
 
-    skipped = sum(1 for job in jobs() if done(job)) if manifest and manifest.jobs else 0
-    to_run = len(batch) - skipped if args.limit is None else min(args.limit, len(batch) - skipped)
+    skipped = [Outcome(job.index, job.job_id, SKIPPED, "done in an earlier run")
+               for job in (jobs() if manifest and manifest.jobs else ()) if done(job)]
+    to_run = len(batch) - len(skipped) if args.limit is None else min(args.limit, len(batch) - len(skipped))
     if args.dry_run:
         left = to_run
         for job in jobs():
@@ -172,18 +198,18 @@ def _main(args) -> int:
             left -= state == "todo"
             params = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
             print(f"{job.job_id}  {state:5}  {params}")
-        print(f"{len(batch)} job(s): {to_run} to run, {skipped} already done", file=sys.stderr)
+        print(f"{len(batch)} job(s): {to_run} to run, {len(skipped)} already done", file=sys.stderr)
         return 0
 
     assert manifest is not None
-    clients = _reachable(clients)
+    clients = _preflight(clients, batch)
     manifest.start_run({"workflow": str(args.workflow), "format": kind, "servers": [c.url for c in clients],
-                        "jobs_planned": len(batch), "jobs_to_run": to_run, "skipped": skipped})
+                        "jobs_planned": len(batch), "jobs_to_run": to_run, "skipped": len(skipped)})
     progress = Progress(to_run, enabled=args.progress != "none",
                         bar={"bar": True, "log": False}.get(args.progress))
     if skipped:
-        progress.note(f"{skipped} of {len(batch)} job(s) already done in {manifest.path}; skipping them")
-    runner = BatchRunner(clients, args.out, manifest, progress, timeout=args.timeout)
+        progress.note(f"{len(skipped)} of {len(batch)} job(s) already done in {manifest.path}; skipping them")
+    runner = BatchRunner(clients, args.out, manifest, progress, timeout=args.timeout, include_temp=args.include_temp)
 
     def on_term(_signum, _frame):
         raise KeyboardInterrupt
@@ -193,14 +219,26 @@ def _main(args) -> int:
         summary = runner.run(pending())
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-    failed = {jid: manifest.jobs.get(jid, {}).get("error", "") for jid in summary.failed}
-    print(f"{len(batch)} job(s): {len(summary.done)} done, {len(summary.failed)} failed, {skipped} already done"
-          + (f", {len(summary.not_run)} not run" if summary.not_run else "")
-          + f"; manifest {manifest.path}", file=sys.stderr)
-    for jid, msg in failed.items():
-        print(f"  failed {jid}: {msg}", file=sys.stderr)
+    summary.outcomes += skipped
+    later = len(batch) - len(summary.outcomes)  # beyond --limit, or left when interrupted
+    _print_summary(summary.outcomes, later, manifest.path)
     if summary.interrupted:
         print("interrupted: the jobs in flight were stopped; rerun the same command to finish", file=sys.stderr)
         return 130
     return 0 if summary.ok else 1
+
+
+def _print_summary(outcomes: list[Outcome], later: int, manifest_path: Path) -> None:
+    """Every job of the batch, in order, with its outcome; then the counts."""
+    print("summary:", file=sys.stderr)
+    counts: dict[str, int] = {}
+    for o in sorted(outcomes, key=lambda o: o.index):
+        counts[o.status] = counts.get(o.status, 0) + 1
+        detail = f": {o.message}" if o.message and o.status in (FAILED, INTERRUPTED) else ""
+        print(f"  {o.status:<11} {o.job_id}{detail}", file=sys.stderr)
+    parts = [f"{counts.get(status, 0)} {name}" for status, name in
+             (("done", "done"), (FAILED, "failed"), (INTERRUPTED, "interrupted"), (SKIPPED, "already done"),
+              (NOT_RUN, "not run")) if counts.get(status) or status in ("done", FAILED)]
+    if later:
+        parts.append(f"{later} left for a later run")
+    print(f"{len(outcomes) + later} job(s): {', '.join(parts)}; manifest {manifest_path}", file=sys.stderr)

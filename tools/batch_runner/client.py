@@ -8,6 +8,7 @@ Routes and events are those of ComfyUI 0.3.75 ``server.py`` / ``main.py``. Order
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +23,19 @@ from .errors import BatchError
 
 class ServerUnavailable(Exception):
     """The server did not answer (refused, reset, timed out): the job may run on another server."""
+
+
+_ERRNO = re.compile(r"\[(?:Errno|WinError) -?\d+\] ([^'\")\]]+)")
+
+
+def short_reason(exc: BaseException) -> str:
+    """'connection refused', 'timed out', ...: the cause in a few words, not the library's nested repr."""
+    if isinstance(exc, (requests.Timeout, websocket.WebSocketTimeoutException, TimeoutError)):
+        return "no answer in time"
+    m = _ERRNO.search(str(exc))
+    if m:
+        return m.group(1).strip().rstrip(".:").strip().lower()
+    return str(exc).strip()[:200] or type(exc).__name__
 
 
 class JobFailed(Exception):
@@ -84,7 +98,7 @@ class ComfyClient:
         try:
             return self.session.request(method, self.url + route, timeout=kw.pop("timeout", self.http_timeout), **kw)
         except requests.RequestException as exc:
-            raise ServerUnavailable(f"{self.url}: {method} {route} failed: {exc}") from exc
+            raise ServerUnavailable(f"{self.url} did not answer ({method} {route}: {short_reason(exc)})") from exc
 
     def _json(self, method: str, route: str, **kw):
         resp = self._request(method, route, **kw)
@@ -136,6 +150,27 @@ class ComfyClient:
             except ServerUnavailable:
                 pass
 
+    def upload(self, path, name: str) -> str:
+        """Put a local file into the server's input folder as ``name``; returns the name the server stored it under
+        (``subfolder/name`` when it chose a subfolder), the value LoadImage and the like take."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise JobFailed(f"input file {path.name}: cannot read it: {short_reason(exc)}", {"stage": "upload"}) \
+                from exc
+        resp = self._request("POST", "/upload/image", files={"image": (name, data)},
+                             data={"type": "input", "overwrite": "true"})
+        if resp.status_code != 200:
+            raise JobFailed(f"uploading input file {path.name}: the server answered {resp.status_code}: "
+                            f"{resp.text[:200]}", {"stage": "upload"})
+        try:
+            answer = resp.json()
+            stored = str(answer["name"])
+        except (ValueError, KeyError, TypeError):
+            raise JobFailed(f"uploading input file {path.name}: expected the stored name in the server's answer, "
+                            f"got {resp.text[:200]!r}", {"stage": "upload"}) from None
+        return f"{answer['subfolder']}/{stored}" if answer.get("subfolder") else stored
+
     def download(self, item: dict, dest) -> int:
         """Stream one ``/view`` file into the open binary file ``dest``; returns the byte count."""
         params = {"filename": item["filename"], "subfolder": item.get("subfolder", ""), "type": item.get("type",
@@ -160,7 +195,7 @@ class ComfyClient:
         try:
             self._ws = websocket.create_connection(self._ws_url(), timeout=10)
         except (OSError, websocket.WebSocketException) as exc:
-            raise ServerUnavailable(f"{self.url}: websocket /ws failed: {exc}") from exc
+            raise ServerUnavailable(f"{self.url} did not answer (websocket /ws: {short_reason(exc)})") from exc
 
     def close(self) -> None:
         if self._ws is not None:
@@ -189,7 +224,7 @@ class ComfyClient:
                 try:
                     self.connect()
                 except ServerUnavailable:
-                    raise ServerUnavailable(f"{self.url}: websocket closed: {exc}") from exc
+                    raise ServerUnavailable(f"{self.url} closed the websocket ({short_reason(exc)})") from exc
                 assert self._ws is not None
                 self._ws.settimeout(poll)
                 yield None

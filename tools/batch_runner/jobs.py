@@ -2,8 +2,9 @@
 
 A target is ``NODE.INPUT``: NODE is a node id of the API prompt, else a node title (``_meta.title``), else a class
 type that occurs once; INPUT is split off at the last dot because titles may contain dots.
-Jobs are the rows (one per line of ``--prompts``, one per CSV row, or one if neither) times every ``--seeds`` range;
-they are counted before anything else and built one at a time, so a typo'd range costs nothing but its refusal.
+Jobs are the rows (one per line of ``--prompts``, CSV row or ``--json`` object, or one if none) times every
+``--seeds`` range; they are counted before anything else and built one at a time, so a typo'd range costs nothing but
+its refusal.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Job:
     name: str = "job"  # file-system-safe name from the label (or prompt line) and seeds; see assign_ids
     sources: dict = field(default_factory=dict)  # "node_id.input" -> how the user named it
     job_id: str = ""  # unique in the output folder, also the job's folder name (assign_ids)
+    uploads: dict = field(default_factory=dict)  # (node id, input) -> Upload: local files the job names
 
     def __post_init__(self):
         self.job_id = self.job_id or self.name
@@ -63,6 +65,37 @@ def resolve_node(prompt: dict, ref: str, what: str) -> str:
         raise BatchError(f"{what}: expected a node id, title or unique class type; '{ref}' matches none of "
                          f"{_describe(prompt)}")
     return by_title[0]
+
+
+# Input options that make a combo take files uploaded into the server's input folder (LoadImage and the like).
+UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload", "audio_upload")
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A local file named as a job's input: uploaded to each server before the job runs there."""
+
+    path: Path
+    name: str  # its name in the server's input folder: the file's name plus a hash of its content
+
+
+def upload_for(path: Path) -> Upload:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return Upload(path, f"{safe_name(path.stem, 80)}-{digest}{path.suffix.lower()}")
+
+
+def _options(spec: list) -> dict:
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
+def _choices(spec: list | None) -> list | None:
+    """The options of a combo input (old and new spellings), None for any other input."""
+    if not spec:
+        return None
+    if isinstance(spec[0], list):
+        return spec[0]
+    return _options(spec).get("options") if spec[0] == "COMBO" else None
 
 
 def _input_spec(object_info: dict | None, class_type: str, name: str) -> list | None:
@@ -112,8 +145,9 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def coerce(target: Target, raw: str, what: str):
-    """Parse ``raw`` as the type the input takes (server spec first, else the type of the current value)."""
+def coerce(target: Target, raw: str, what: str, folder: Path | None = None):
+    """Parse ``raw`` as the type the input takes (server spec first, else the type of the current value). A combo
+    that takes uploads also takes a local file (as given, else relative to ``folder``, the row file's folder)."""
     spec, current = target.spec, target.current
     if spec is not None:
         kind = "COMBO" if isinstance(spec[0], list) else str(spec[0])
@@ -139,14 +173,22 @@ def coerce(target: Target, raw: str, what: str):
             return low in _TRUE
         raise BatchError(f"{where}: expected true or false, got {raw!r}")
     if kind == "COMBO":
-        opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-        choices = spec[0] if isinstance(spec[0], list) else opts.get("options") or []
+        choices = _choices(spec) or []
         for choice in choices:
             if str(choice) == raw:
                 return choice
+        uploads = any(_options(spec).get(flag) for flag in UPLOAD_FLAGS)
+        if uploads:
+            for path in (Path(raw), *([folder / raw] if folder is not None else [])):
+                if path.is_file():
+                    try:
+                        return upload_for(path)
+                    except OSError as exc:
+                        raise BatchError(f"{where}: cannot read the local file {raw!r}: {exc.strerror}") from exc
         if choices:
             shown = ", ".join(repr(c) for c in choices[:12]) + (", ..." if len(choices) > 12 else "")
-            raise BatchError(f"{where}: expected one of {shown}; got {raw!r}")
+            extra = " (nor a local file to upload)" if uploads else ""
+            raise BatchError(f"{where}: expected one of {shown}{extra}; got {raw!r}")
         return raw  # the server lists no choices (e.g. an empty model folder): let its validation answer
     return raw
 
@@ -246,33 +288,67 @@ def _csv_header(path: Path) -> list[str]:
     return header
 
 
+def _json_rows(path: Path) -> tuple[list[str], list[_Row]]:
+    """A JSON list of objects, one job each: keys are NODE.INPUT (and 'job'), values numbers, true/false or text."""
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        for k in keys:
+            if keys.count(k) > 1:
+                raise BatchError(f"--json {path}: key '{k}' appears twice in one job; expected each NODE.INPUT once")
+        return dict(pairs)
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=no_duplicates)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BatchError(f"--json {path}: cannot read it as UTF-8 JSON: {exc}") from exc
+    if not isinstance(doc, list) or not doc or not all(isinstance(job, dict) for job in doc):
+        raise BatchError(f"--json {path}: expected a non-empty list of objects, one per job ({{\"job\": \"name\", "
+                         "\"NODE.INPUT\": value, ...}})")
+    columns = list(dict.fromkeys(k for job in doc for k in job if k != "job"))
+    rows = []
+    for n, job in enumerate(doc, 1):
+        cells = []
+        for k, value in job.items():
+            if k == "job" or value is None:
+                continue
+            if isinstance(value, (list, dict)):
+                raise BatchError(f"--json {path}: job {n}, {k}: expected a number, true/false or text, got {value!r}")
+            cells.append((columns.index(k), str(value).lower() if isinstance(value, bool) else str(value)))
+        label = str(job["job"]).strip() or None if job.get("job") is not None else None
+        rows.append(_Row(label, label or f"job{n}", cells, f"--json {path} job {n}", path.parent))
+    return columns, rows
+
+
 @dataclass
 class _Row:
     label: str | None  # the user's name for the job (CSV 'job' column)
     hint: str  # what the job's folder name starts with
     cells: list[tuple[int, str]]  # (column, raw value) of the non-empty cells
     where: str  # file:line, for error messages
+    folder: Path | None = None  # the row file's folder: local input files may be named relative to it
 
 
 class BatchSpec:
     """The command line's overrides, read and counted but not yet applied to a workflow.
 
     Counting needs no workflow and no server, so a batch too large for ``--max-jobs`` is refused before any work.
-    Jobs are the rows (one per line of ``--prompts``, one per CSV row, or one if neither) times every ``--seeds``
-    range.
+    Jobs are the rows (one per line of ``--prompts``, CSV row or ``--json`` object, or one if none) times every
+    ``--seeds`` range.
     """
 
     def __init__(self, *, sets: list[str] = (), seeds: list[str] = (), prompts: Path | None = None,
-                 prompt_input: str | None = None, csv_path: Path | None = None):
+                 prompt_input: str | None = None, csv_path: Path | None = None, json_path: Path | None = None):
         self.sets = [(*parse_assignment(item, "--set"), f"--set {item}") for item in sets]
         self.seeds = []
         for item in seeds:
             key, spec = parse_assignment(item, "--seeds")
             self.seeds.append((key, parse_seed_spec(spec, f"--seeds {item}"), f"--seeds {item}"))
-        if prompts is not None and csv_path is not None:
-            raise BatchError("--prompts and --csv: expected one source of rows, got both (put the prompt in a CSV "
-                             "column instead)")
+        given = [f"{flag} {v}" for flag, v in (("--prompts", prompts), ("--csv", csv_path), ("--json", json_path)) if v]
+        if len(given) > 1:
+            raise BatchError(f"{' and '.join(g.split()[0] for g in given)}: expected one source of rows, got "
+                             f"{len(given)} (put the prompt in a column instead)")
         self.columns: list[tuple[str, str]] = []  # (NODE.INPUT as written, what)
+        self.rows_from = given[0] if given else ""  # the option that gives the rows
         self._rows: list[_Row] | None = None
         self._row_source = None
         self.row_count = 1
@@ -281,7 +357,8 @@ class BatchSpec:
                 raise BatchError("--prompts: expected --prompt-input NODE.INPUT too (which input each line goes to)")
             lines = read_prompt_lines(prompts)
             self.columns = [(prompt_input, "--prompt-input")]
-            self._rows = [_Row(None, line, [(0, line)], f"--prompts {prompts}:{n}") for n, line in lines]
+            self._rows = [_Row(None, line, [(0, line)], f"--prompts {prompts}:{n}", prompts.parent)
+                          for n, line in lines]
             self.row_count = len(lines)
         elif prompt_input:
             raise BatchError("--prompt-input: expected --prompts FILE with it")
@@ -292,6 +369,10 @@ class BatchSpec:
             self.row_count = sum(1 for _ in _csv_records(csv_path)) - 1
             if self.row_count < 1:
                 raise BatchError(f"--csv {csv_path}: expected one job per row after the header, found none")
+        if json_path is not None:
+            columns, self._rows = _json_rows(json_path)
+            self.columns = [(col, f"--json {json_path} key '{col}'") for col in columns]
+            self.row_count = len(self._rows)
 
     @property
     def count(self) -> int:
@@ -326,7 +407,7 @@ class BatchSpec:
                     cells += [""] * (len(header) - len(cells))
                     label = cells[label_col].strip() or None if label_col is not None else None
                     filled = [(k, cells[i]) for k, i in enumerate(columns) if cells[i] != ""]
-                    self._rows.append(_Row(label, label or f"row{n}", filled, f"--csv {path}:{lineno}"))
+                    self._rows.append(_Row(label, label or f"row{n}", filled, f"--csv {path}:{lineno}", path.parent))
             if not self._rows:
                 self._rows = [_Row(None, "", [], "")]
         return self._rows
@@ -339,12 +420,13 @@ class BatchSpec:
             fixed.append((target, coerce(target, raw, "--set")))
         columns = [resolve_target(base, key, object_info, what) for key, what in self.columns]
         by_input: dict[str, str] = {}
-        for (key, what), target in zip(self.columns, columns):
+        for (key, _what), target in zip(self.columns, columns):
             if target.key in by_input:
-                raise BatchError(f"{what.rsplit(' column', 1)[0]}: columns '{by_input[target.key]}' and '{key}' both "
+                raise BatchError(f"{self.rows_from}: columns '{by_input[target.key]}' and '{key}' both "
                                  f"set node {target.node} input '{target.input}'; expected one column per input")
             by_input[target.key] = key
-        rows = [(row.label, row.hint, [(columns[k], coerce(columns[k], raw, row.where)) for k, raw in row.cells])
+        rows = [(row.label, row.hint,
+                 [(columns[k], coerce(columns[k], raw, row.where, row.folder)) for k, raw in row.cells])
                 for row in self.rows()]
         dims = []
         for key, seeds, what in self.seeds:
@@ -355,7 +437,7 @@ class BatchSpec:
 
 
 def _check_seed_bounds(target: Target, seeds: SeedList, what: str) -> None:
-    opts = target.spec[1] if target.spec and len(target.spec) > 1 and isinstance(target.spec[1], dict) else {}
+    opts = _options(target.spec) if target.spec else {}
     if opts.get("max") is not None and seeds.highest > opts["max"]:
         raise BatchError(f"{what}: seed {seeds.highest} is above the input's maximum {opts['max']}")
     if opts.get("min") is not None and seeds.lowest < opts["min"]:
@@ -391,12 +473,43 @@ class Batch:
         prompt = copy.deepcopy(self.base)
         params: dict = {}
         sources: dict = {}
+        uploads: dict = {}
         for target, value in [*self.fixed, *row, *combo]:
+            if isinstance(value, Upload):
+                uploads[(target.node, target.input)] = value
+                value = value.name
             prompt[target.node].setdefault("inputs", {})[target.input] = value
             params[target.key] = value
             sources[target.key] = target.written
         name = "_".join([hint] * bool(hint) + [f"{target.input}-{value}" for target, value in combo]) or "job"
-        return Job(i + 1, params, prompt, fingerprint(prompt), label, safe_name(name, 80), sources)
+        return Job(i + 1, params, prompt, fingerprint(prompt), label, safe_name(name, 80), sources, uploads=uploads)
+
+    def input_values(self) -> Iterator[tuple[str, str, object]]:
+        """``(node id, input, value)`` of every literal value any job sends, but the seeds (for the preflight)."""
+        for nid, node in self.base.items():
+            for name, value in (node.get("inputs") or {}).items():
+                if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+                    yield nid, name, value
+        for target, value in [*self.fixed, *(cell for _label, _hint, row in self.rows for cell in row)]:
+            yield target.node, target.input, value.name if isinstance(value, Upload) else value
+
+    def server_problems(self, object_info: dict) -> list[str]:
+        """What keeps a server from running this batch: node types it lacks, model files it does not list."""
+        problems = []
+        missing = sorted({node.get("class_type") for node in self.base.values()} - set(object_info))
+        if missing:
+            problems.append(f"it has no node type {', '.join(map(str, missing))} (a custom node pack not installed "
+                            "there?)")
+        files: dict[str, str] = {}
+        for nid, name, value in self.input_values():
+            if not isinstance(value, str) or not value.lower().endswith(MODEL_SUFFIXES) or value in files:
+                continue
+            class_type = self.base[nid].get("class_type")
+            choices = _choices(_input_spec(object_info, class_type, name))
+            if choices is not None and value not in choices:
+                files[value] = f"node {nid} {class_type}.{name}"
+        problems += [f"it has no model file '{value}' ({where})" for value, where in files.items()]
+        return problems
 
     def __iter__(self) -> Iterator[Job]:
         for i in range(self.count):
@@ -404,10 +517,12 @@ class Batch:
 
 
 def plan_jobs(base: dict, *, sets: list[str] = (), seeds: list[str] = (), prompts: Path | None = None,
-              prompt_input: str | None = None, csv_path: Path | None = None, object_info: dict | None = None,
+              prompt_input: str | None = None, csv_path: Path | None = None, json_path: Path | None = None,
+              object_info: dict | None = None,
               max_jobs: int | None = DEFAULT_MAX_JOBS) -> Batch:
     """Every job of the batch, in order, built lazily (see BatchSpec and Batch)."""
-    spec = BatchSpec(sets=sets, seeds=seeds, prompts=prompts, prompt_input=prompt_input, csv_path=csv_path)
+    spec = BatchSpec(sets=sets, seeds=seeds, prompts=prompts, prompt_input=prompt_input, csv_path=csv_path,
+                     json_path=json_path)
     return spec.check_size(max_jobs).plan(base, object_info)
 
 

@@ -1,16 +1,18 @@
-"""Runs a batch of jobs over one or more ComfyUI servers and downloads every output.
+"""Runs a batch of jobs over one or more ComfyUI servers and downloads their outputs.
 
 One worker thread per server keeps one job in flight on it, so a faster server simply takes more jobs. Jobs are taken
-from the batch one at a time as workers free up (never listed up front). A server that stops answering is retired and
-its job goes back for the others; a job that ComfyUI rejects or fails is recorded with ComfyUI's message and the batch
-goes on.
+from the batch one at a time as workers free up (never listed up front). Local input files a job names are uploaded
+to the server first. A server that stops answering is retired and its job goes back for the others; a job that
+ComfyUI rejects or fails is recorded with ComfyUI's message and the batch goes on. Only final outputs (``type:
+output``) are downloaded unless previews and temporary files are asked for too.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
-import re
+import shutil
 import tempfile
 import threading
 import time
@@ -20,23 +22,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .client import ComfyClient, JobFailed, ServerUnavailable
-from .jobs import Job
+from .client import ComfyClient, JobFailed, ServerUnavailable, short_reason
+from .jobs import Job, Upload, safe_name
 from .manifest import Manifest, now
 from .progress import Progress
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+=,@-]")
-
-
-def _safe_part(name: str) -> str:
-    name = _UNSAFE.sub("_", name).strip(" .")
-    return name or "_"
+# Outcomes of a job in the summary and the manifest ("skipped": done by an earlier run; "not run": never started).
+DONE, FAILED, INTERRUPTED, SKIPPED, NOT_RUN = "done", "failed", "interrupted", "skipped", "not run"
 
 
 def local_name(item: dict) -> PurePosixPath:
     """Where a server file goes inside the job folder: its subfolder and name, never outside the folder."""
     parts = [p for p in str(item.get("subfolder") or "").replace("\\", "/").split("/") if p not in ("", ".", "..")]
-    return PurePosixPath(*[_safe_part(p) for p in parts], _safe_part(os.path.basename(str(item["filename"]))))
+    return PurePosixPath(*[safe_name(p) for p in parts], safe_name(os.path.basename(str(item["filename"]))))
 
 
 def _is_file_item(item: object) -> bool:
@@ -44,27 +42,39 @@ def _is_file_item(item: object) -> bool:
 
 
 @dataclass
+class Outcome:
+    index: int
+    job_id: str
+    status: str
+    message: str = ""
+
+
+@dataclass
 class Summary:
-    planned: int = 0
-    skipped: int = 0
-    done: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    not_run: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     interrupted: bool = False
+
+    def ids(self, status: str) -> list[str]:
+        return [o.job_id for o in self.outcomes if o.status == status]
+
+    @property
+    def done(self) -> list[str]:
+        return self.ids(DONE)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.not_run and not self.interrupted
+        return not self.interrupted and all(o.status in (DONE, SKIPPED) for o in self.outcomes)
 
 
 class BatchRunner:
     def __init__(self, clients: list[ComfyClient], out_dir: Path, manifest: Manifest, progress: Progress, *,
-                 timeout: float | None = None):
+                 timeout: float | None = None, include_temp: bool = False):
         self.clients = clients
         self.out_dir = out_dir
         self.manifest = manifest
         self.progress = progress
         self.timeout = timeout
+        self.include_temp = include_temp
         self.labels = {c.url: (c.url.split("://", 1)[-1] if len(clients) > 1 else "server") for c in clients}
         self._source: Iterator[Job] = iter(())
         self._returned: deque[Job] = deque()  # jobs of servers that dropped out, taken before new ones
@@ -72,6 +82,7 @@ class BatchRunner:
         self._lock = threading.Lock()
         self._alive = 0
         self._in_flight: dict[str, str] = {}  # server url -> prompt id
+        self._uploaded: dict[tuple[str, str], str] = {}  # (server url, upload name) -> name stored there
         self.summary = Summary()
 
     # -- public ----------------------------------------------------------------------------------------------------
@@ -94,12 +105,8 @@ class BatchRunner:
         finally:
             self.progress.close()
         while (job := self._take()) is not None:  # whatever no server took
-            self.summary.not_run.append(job.job_id)
+            self._outcome(job, NOT_RUN)
         return self.summary
-
-    def _take(self) -> Job | None:
-        with self._lock:
-            return self._returned.popleft() if self._returned else next(self._source, None)
 
     def stop(self) -> None:
         """Stop taking jobs and interrupt the prompts in flight (Ctrl-C, SIGTERM)."""
@@ -109,6 +116,14 @@ class BatchRunner:
         for client in self.clients:
             if client.url in flight:
                 client.interrupt(flight[client.url])
+
+    def _take(self) -> Job | None:
+        with self._lock:
+            return self._returned.popleft() if self._returned else next(self._source, None)
+
+    def _outcome(self, job: Job, status: str, message: str = "") -> None:
+        with self._lock:
+            self.summary.outcomes.append(Outcome(job.index, job.job_id, status, message))
 
     # -- worker ----------------------------------------------------------------------------------------------------
     def _worker(self, client: ComfyClient) -> None:
@@ -154,7 +169,7 @@ class BatchRunner:
         with self._lock:
             self._in_flight[client.url] = prompt_id
         try:
-            client.submit(job.prompt, prompt_id)
+            client.submit(self._with_uploads(client, job), prompt_id)
             entry = client.wait(
                 prompt_id,
                 on_event=lambda e: self.progress.event(label, e.type, e.data, job.prompt),
@@ -168,23 +183,46 @@ class BatchRunner:
         except ServerUnavailable:
             self.progress.dropped(label)
             raise
+        except Exception as exc:  # a job's own trouble (a full disk, ...) is its failure, not the batch's end
+            message = f"{type(exc).__name__}: {short_reason(exc)}"
+            self._record_failure(job, client, prompt_id, message, {"stage": "client"}, started)
+            self.progress.finished(label, job_id, False, f"FAILED {job_id} on {client.url}: {message}")
+            return
         finally:
             with self._lock:
                 self._in_flight.pop(client.url, None)
         self.manifest.record(job_id, {
             **self._base_entry(job, client, prompt_id, started),
-            "status": "done",
+            "status": DONE,
             "seconds": round(time.monotonic() - t0, 3),
             "files": files,
             "values": values,
         })
-        with self._lock:
-            self.summary.done.append(job_id)
+        self._outcome(job, DONE)
         self.progress.finished(label, job_id, True,
                                f"ok {job_id} on {client.url}: {len(files)} file(s) in {time.monotonic() - t0:.1f} s")
 
+    def _with_uploads(self, client: ComfyClient, job: Job) -> dict:
+        """The job's prompt, its local input files uploaded to this server first (each file once per server)."""
+        if not job.uploads:
+            return job.prompt
+        prompt = copy.deepcopy(job.prompt)
+        for (node, name), upload in job.uploads.items():
+            prompt[node]["inputs"][name] = self._upload(client, upload)
+        return prompt
+
+    def _upload(self, client: ComfyClient, upload: Upload) -> str:
+        key = (client.url, upload.name)
+        with self._lock:
+            stored = self._uploaded.get(key)
+        if stored is None:
+            stored = client.upload(upload.path, upload.name)
+            with self._lock:
+                self._uploaded[key] = stored
+        return stored
+
     def _base_entry(self, job: Job, client: ComfyClient, prompt_id: str | None, started: str) -> dict:
-        return {
+        entry = {
             "index": job.index,
             "label": job.label,
             "fingerprint": job.fingerprint,
@@ -195,22 +233,27 @@ class BatchRunner:
             "started": started,
             "finished": now(),
         }
+        if job.uploads:
+            entry["uploads"] = {f"{node}.{name}": {"file": str(up.path), "as": up.name}
+                                for (node, name), up in job.uploads.items()}
+        return entry
 
     def _record_failure(self, job: Job, client: ComfyClient, prompt_id: str | None, message: str, details: dict,
                         started: str) -> None:
+        status = INTERRUPTED if self._stop.is_set() else FAILED
         self.manifest.record(job.job_id, {
             **self._base_entry(job, client, prompt_id, started),
-            "status": "failed",
+            "status": status,
             "error": message,
             "error_details": details,
             "files": [],
         })
-        with self._lock:
-            self.summary.failed.append(job.job_id)
+        self._outcome(job, status, message)
 
     # -- outputs ---------------------------------------------------------------------------------------------------
     def _download(self, client: ComfyClient, job_id: str, outputs: dict) -> tuple[list[dict], dict]:
-        """Every file of every output node (images, PSDs, latents, ...); other output values go to the manifest."""
+        """Every final output file of every output node (images, PSDs, latents, ...), previews and temporary files
+        only when asked for; other output values go to the manifest."""
         files: list[dict] = []
         values: dict = {}
         job_dir = self.out_dir / job_id
@@ -223,7 +266,7 @@ class BatchRunner:
                 if plain:
                     values.setdefault(node_id, {})[key] = plain if isinstance(items, list) else items
                 for item in seq:
-                    if _is_file_item(item):
+                    if _is_file_item(item) and (self.include_temp or item.get("type", "output") == "output"):
                         files.append(self._fetch(client, job_dir, node_id, key, item))
         return files, values
 
@@ -270,4 +313,11 @@ def _link_new(tmp: Path, target: Path) -> Path:
             return candidate
         except FileExistsError:
             continue
-    raise JobFailed(f"{target}: 10000 files of that name already exist")
+        except OSError:  # no hard links here (FAT, some network drives): an exclusive create does the same
+            try:
+                with open(candidate, "xb") as dst, open(tmp, "rb") as src:
+                    shutil.copyfileobj(src, dst)
+                return candidate
+            except FileExistsError:
+                continue
+    raise JobFailed(f"output {target.name}: 10000 files of that name already exist in the job's folder")
