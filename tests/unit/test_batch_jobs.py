@@ -475,3 +475,14 @@ def test_a_job_that_cannot_save_fails_by_name_and_the_batch_goes_on(tmp_path):
     assert "FAILED value-1 on http://fake:1: OSError: no space left on device" in stream.getvalue()
     assert str(tmp_path) not in stream.getvalue()
     assert Manifest(tmp_path).jobs["value-1"]["status"] == "failed"
+
+
+def test_labels_any_console_cannot_show_do_not_crash_the_runner(tmp_path):
+    table = tmp_path / "jobs.csv"
+    table.write_text("job,1.width\n猫 × 2,16\n", encoding="utf-8")
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONIOENCODING": "cp1252"}  # a Windows log file
+    res = subprocess.run([str(ROOT / "scripts" / "layerstack-batch"), str(DATA / "core_nodes.api.json"), "--object-info",
+                          str(DATA / "object_info_core.json"), "--csv", str(table), "--dry-run"],
+                         capture_output=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode("cp1252").startswith("\\u732b _ 2  todo")
