@@ -454,7 +454,7 @@ class _FullDiskServer(_FakeServer):
     def submit(self, prompt, prompt_id):
         self.last = prompt
 
-    def wait(self, prompt_id, on_event, timeout):
+    def wait(self, prompt_id, on_event, timeout, stopped):
         return {"outputs": {"6": {"images": [{"filename": f"{self.last['5']['inputs']['value']}.png"}]}}}
 
     def download(self, item, dest):
@@ -486,3 +486,20 @@ def test_labels_any_console_cannot_show_do_not_crash_the_runner(tmp_path):
                          capture_output=True, env=env, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.decode("cp1252").startswith("\\u732b _ 2  todo")
+
+
+def test_a_prompt_taken_off_the_queue_on_stop_is_given_up(monkeypatch):
+    from batch_runner.client import ComfyClient, JobFailed
+
+    client = ComfyClient("http://127.0.0.1:9")
+    monkeypatch.setattr(client, "events", lambda poll: iter(lambda: None, 1))  # quiet forever: no event will come
+    monkeypatch.setattr(client, "history", lambda prompt_id: None)  # and the server never ran it
+    polls = []
+
+    def stopped():
+        polls.append(1)
+        return len(polls) > 3
+
+    with pytest.raises(JobFailed, match="stopped before it finished"):
+        client.wait("p1", on_event=lambda e: None, timeout=None, stopped=stopped)
+    assert len(polls) == 4

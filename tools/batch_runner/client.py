@@ -239,11 +239,12 @@ class ComfyClient:
                 yield Event(doc["type"], doc.get("data") or {})
 
     def wait(self, prompt_id: str, *, on_event: Callable[[Event], None], timeout: float | None,
-             poll: float = 2.0) -> dict:
+             poll: float = 2.0, stopped: Callable[[], bool] = lambda: False) -> dict:
         """Block until ``prompt_id`` is finished; returns its history entry or raises JobFailed.
 
         The websocket feeds ``on_event`` (progress); after each quiet ``poll`` the history is checked too, so an event
-        lost to a reconnect cannot hang the batch.
+        lost to a reconnect cannot hang the batch. Once ``stopped()``, a prompt without a history entry after a quiet
+        poll is given up: it was taken off the queue before it ran, and no event will ever come for it.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         error: dict | None = None
@@ -255,6 +256,9 @@ class ComfyClient:
                 entry = self.history(prompt_id)
                 if entry is not None and (entry.get("status") or {}).get("completed") is not None:
                     return self._finished(prompt_id, entry, error)
+                if entry is None and stopped():
+                    raise JobFailed("stopped before it finished (taken off the server's queue)",
+                                    {"stage": "execution"})
                 continue
             if event.data.get("prompt_id") != prompt_id:
                 continue

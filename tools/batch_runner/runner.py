@@ -82,6 +82,7 @@ class BatchRunner:
         self._lock = threading.Lock()
         self._alive = 0
         self._in_flight: dict[str, str] = {}  # server url -> prompt id
+        self._current: dict[str, Job | None] = {}  # server url -> the job it runs (until its outcome is known)
         self._uploaded: dict[tuple[str, str], str] = {}  # (server url, upload name) -> name stored there
         self.summary = Summary()
 
@@ -104,6 +105,10 @@ class BatchRunner:
             self.summary.interrupted = True
         finally:
             self.progress.close()
+        with self._lock:
+            stuck = [job for job in self._current.values() if job is not None]
+        for job in stuck:  # a server that did not confirm the interrupt in time
+            self._outcome(job, INTERRUPTED, "still in flight when the batch stopped")
         while (job := self._take()) is not None:  # whatever no server took
             self._outcome(job, NOT_RUN)
         return self.summary
@@ -123,6 +128,9 @@ class BatchRunner:
 
     def _outcome(self, job: Job, status: str, message: str = "") -> None:
         with self._lock:
+            for url, current in self._current.items():
+                if current is job:
+                    self._current[url] = None
             self.summary.outcomes.append(Outcome(job.index, job.job_id, status, message))
 
     # -- worker ----------------------------------------------------------------------------------------------------
@@ -168,12 +176,14 @@ class BatchRunner:
         self.progress.started(label, job_id, len(job.prompt))
         with self._lock:
             self._in_flight[client.url] = prompt_id
+            self._current[client.url] = job
         try:
             client.submit(self._with_uploads(client, job), prompt_id)
             entry = client.wait(
                 prompt_id,
                 on_event=lambda e: self.progress.event(label, e.type, e.data, job.prompt),
                 timeout=self.timeout,
+                stopped=self._stop.is_set,
             )
             files, values = self._download(client, job_id, entry.get("outputs") or {})
         except JobFailed as exc:
