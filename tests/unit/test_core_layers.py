@@ -1,8 +1,6 @@
-"""Layer stacks <-> ComfyUI core's LAYERS documents.
+"""Layer stacks <-> ComfyUI core's LAYERS documents, on plain dicts laid out the way core's AddLayer builds them.
 
-The conversion itself works on plain dicts, so most of it is tested on any host with documents laid out the way
-core's AddLayer builds them. The nodes, and the round trip through core's own nodes, need a host with the LAYERS
-type (ComfyUI 0.33.0, the newest host) and are skipped elsewhere.
+The nodes and the round trip through core's own nodes are in tests/host/test_core_layers_nodes.py (newest host).
 """
 
 from __future__ import annotations
@@ -12,28 +10,12 @@ import math
 import pytest
 import torch
 
+from fixtures.layered_files import layers_sample_stack as sample_stack
+from fixtures.layered_files import same_stack
+from fixtures.rgba_images import rand
 from layerstack.errors import LayerStackError
-from layerstack.layer_stack import compositing, core_layers, editing, files
+from layerstack.layer_stack import core_layers, editing, files
 from layerstack.layer_stack.stack import LayerStack, make_layer
-
-
-def rand(*shape, seed):
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def sample_stack():
-    """Opaque background, a soft layer at 60 % opacity, a hidden layer, a small sticker with a hard edge."""
-    h, w = 20, 28
-    soft = torch.zeros(1, h, w)
-    soft[:, 3:12, 5:20] = rand(1, 9, 15, seed=2) * 0.9 + 0.05
-    sticker = torch.zeros(1, h, w)
-    sticker[:, 14:18, 20:26] = 1.0
-    return LayerStack((
-        make_layer("background", rand(1, h, w, 3, seed=1)),
-        make_layer("cloud", rand(1, h, w, 3, seed=3), soft, opacity=0.6),
-        make_layer("notes", rand(1, h, w, 3, seed=4), visible=False),
-        make_layer("sticker", rand(1, h, w, 3, seed=5), sticker),
-    ))
 
 
 def add_layer(document, image, /, **fields):
@@ -44,17 +26,6 @@ def add_layer(document, image, /, **fields):
     if document and "canvas" in document:
         out["canvas"] = document["canvas"]
     return out
-
-
-def assert_same_stack(a: LayerStack, b: LayerStack, visible_only: bool = False):
-    assert a.names == b.names
-    assert [(x.opacity, x.visible) for x in a.layers] == [(y.opacity, y.visible) for y in b.layers]
-    for x, y in zip(a.layers, b.layers):
-        assert torch.equal(x.alpha, y.alpha), x.name
-        if visible_only:
-            assert torch.equal(x.rgb[x.alpha > 0], y.rgb[y.alpha > 0]), x.name
-        else:
-            assert torch.equal(x.rgb, y.rgb), x.name
 
 
 def test_stack_to_document_layout():
@@ -75,7 +46,7 @@ def test_stack_document_stack_round_trip(crop):
     stack = sample_stack()
     back = core_layers.document_to_stack(core_layers.stack_to_document(stack, crop_to_content=crop))
     # Cropping keeps every pixel with any alpha; only the colour under fully transparent pixels is not carried.
-    assert_same_stack(stack, back, visible_only=crop)
+    same_stack(stack, back, visible_only=crop)
     # Placement and canvas survive the other way round too.
     again = core_layers.stack_to_document(back, crop_to_content=crop)
     first = core_layers.stack_to_document(stack, crop_to_content=crop)
@@ -179,57 +150,3 @@ def test_psd_offsets_match_document_offsets():
     for item, layer in zip(doc["layers"], stack.layers):
         top, left, _, _ = files.content_box(layer.alpha[0])
         assert (item["x"], item["y"]) == (left, top)
-
-
-# --- the nodes and core's own nodes (newest host only) ---------------------------------------------------------------
-
-def newest_host():
-    from comfy_api.latest import io
-
-    if not hasattr(io, "Layers"):
-        pytest.skip("this ComfyUI (0.3.75) has no LAYERS type; these run on the newest host (0.33.0), selected with "
-                    "LAYERSTACK_COMFY_DIR / LAYERSTACK_VENV")
-
-
-def test_nodes_registered_only_with_the_layers_type(comfy_host):
-    from comfy_api.latest import io
-
-    from layerstack.nodes import all_nodes
-
-    ids = {node.GET_SCHEMA().node_id for node in all_nodes()}
-    has = {"LayerStackToCoreLayers", "LayerStackFromCoreLayers"} <= ids
-    assert has == hasattr(io, "Layers") and (has or not ids & {"LayerStackToCoreLayers", "LayerStackFromCoreLayers"})
-
-
-def test_round_trip_through_the_nodes_and_core_add_layer(comfy_host):
-    newest_host()
-    from comfy_extras.nodes_compositor import AddLayer
-
-    from layerstack.nodes import core_layers as nodes
-
-    stack = sample_stack()
-    doc = nodes.LayerStackToCoreLayers.execute(stack=stack, picture=0, crop_to_content=True).result[0]
-    back = nodes.LayerStackFromCoreLayers.execute(layers=doc, bake_transforms=False).result[0]
-    assert_same_stack(stack, back, visible_only=True)
-    plain = nodes.LayerStackToCoreLayers.execute(stack=stack, picture=0, crop_to_content=False).result[0]
-    assert_same_stack(stack, nodes.LayerStackFromCoreLayers.execute(layers=plain, bake_transforms=False).result[0])
-    extended = AddLayer.execute(image=torch.ones(1, 2, 3, 3), layers=doc, name="tag", x=4, y=5, z_index=9).result[0]
-    added = nodes.LayerStackFromCoreLayers.execute(layers=extended, bake_transforms=False).result[0]
-    assert added.names == stack.names + ["tag"] and added.get("tag").alpha[0, 5:7, 4:7].eq(1).all()
-    rotated = AddLayer.execute(image=torch.ones(1, 2, 3, 3), layers=doc, rotation=45.0).result[0]
-    with pytest.raises(LayerStackError, match=r"^LayerStackFromCoreLayers: LAYERS document: layer 4: rotation"):
-        nodes.LayerStackFromCoreLayers.execute(layers=rotated, bake_transforms=False)
-
-
-def test_core_compositor_draws_our_document_like_our_composite(comfy_host):
-    """Core composites in linear light, we in sRGB values; with hard-edged opaque layers (the case where the two
-    agree) Create Layered Image must give our composite within 8-bit rounding."""
-    newest_host()
-    from comfy_extras.nodes_compositor import ImageCompositor
-
-    stack = LayerStack((sample_stack().layers[0], sample_stack().layers[3]))
-    doc = core_layers.stack_to_document(stack)
-    image, mask = ImageCompositor.execute(layers=doc, compositor=None).result
-    rgb, alpha = compositing.composite(stack)
-    assert image.shape == (1, 20, 28, 3) and mask.abs().max() == 0
-    assert (image - rgb).abs().max() <= 1 / 255
