@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from .. import host
 from ..errors import LayerStackError
 from . import decode as decode_mod
 from . import encode as encode_mod
@@ -47,14 +48,15 @@ def _comfy_ops():
 
 
 def managed(module: torch.nn.Module, dtype: Optional[torch.dtype] = None):
-    """Wrap a module for comfy.model_management (loaded to the torch device on use, offloaded after)."""
+    """Wrap a module for comfy.model_management (loaded to the torch device on use, offloaded after), in the
+    patcher class the host gives its own models."""
     import comfy.model_management as mm
-    import comfy.model_patcher
 
     load_device = mm.vae_device()
     module.to(device=mm.vae_offload_device(), dtype=dtype or compute_dtype(load_device)).eval()
     module.requires_grad_(False)
-    return comfy.model_patcher.ModelPatcher(module, load_device=load_device, offload_device=mm.vae_offload_device())
+    patcher = host.model_patcher_class()
+    return patcher(module, load_device=load_device, offload_device=mm.vae_offload_device())
 
 
 def decoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None, hint=None):
@@ -165,8 +167,8 @@ def decode(
                 check_interrupt=mm.throw_exception_if_processing_interrupted,
             )
             return out.movedim(1, -1)
-        except mm.OOM_EXCEPTION:
-            if sub_batch_size <= 1:
+        except Exception as error:
+            if not host.is_oom(error) or sub_batch_size <= 1:
                 raise
         # Outside the except block: the exception no longer pins the failed call's tensors.
         sub_batch_size = max(1, sub_batch_size // 2)
@@ -175,6 +177,19 @@ def decode(
 
 
 # --- encode ---------------------------------------------------------------------------------------------------------
+
+
+def crop_like_vae_encode(vae, pixels: torch.Tensor, *, node: str) -> torch.Tensor:
+    """[B,3,H,W] cropped by the host VAE's own rule (VAEEncode's), back as [B,3,h,w].
+
+    Only ever 3 channels: hosts since Dec 2025 also trim the channels to the VAE's 3 there (so RGBA lost its
+    alpha), which is why alpha goes through separately, repeated to 3 channels (docs/HOSTS.md).
+    """
+    cropped = vae.vae_encode_crop_pixels(pixels.movedim(1, -1)).movedim(-1, 1)
+    if cropped.shape[1] != pixels.shape[1]:
+        raise LayerStackError(f"{node}: input 'vae' expected an SD1.5/SDXL VAE with RGB input, got one whose "
+                              f"input crop turns 3 channels into {cropped.shape[1]}.")
+    return cropped
 
 
 @torch.no_grad()
@@ -193,13 +208,12 @@ def encode(
     """
     import comfy.model_management as mm
 
-    rgba = torch.cat([rgb, alpha], dim=1).movedim(1, -1)
-    rgba = vae.vae_encode_crop_pixels(rgba)
-    if rgba.shape[1] < 8 or rgba.shape[2] < 8:
+    alpha = crop_like_vae_encode(vae, alpha.expand_as(rgb), node=node)[:, :1]
+    rgb = crop_like_vae_encode(vae, rgb, node=node)
+    if rgb.shape[2] < 8 or rgb.shape[3] < 8:
         raise LayerStackError(
-            f"{node}: input 'image' expected at least 8x8 pixels, got {rgba.shape[2]}x{rgba.shape[1]}."
+            f"{node}: input 'image' expected at least 8x8 pixels, got {rgb.shape[3]}x{rgb.shape[2]}."
         )
-    rgb, alpha = rgba[..., :3].movedim(-1, 1), rgba[..., 3:].movedim(-1, 1)
 
     mean, std = vae_posterior(vae, encode_mod.composite_on_grey(rgb, alpha).movedim(1, -1), node=node)
 

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import host
 from ..errors import LayerStackError, node_error
 from ..layer_vae.state_dict import state_dict_mismatch
 from . import files, registry
@@ -581,12 +582,11 @@ def apply_attention_sharing(model, file_id: str, *, layer_conds: Mapping[str, ob
 def attach(model, sharing: AttentionSharing):
     """The patched clone: weights as an additional model (ComfyUI loads and offloads them with the UNet), the
     transformer patches and the sampling wrapper."""
-    import comfy.model_patcher
     import comfy.patcher_extension
 
     patched = model.clone()
-    weights_patcher = comfy.model_patcher.ModelPatcher(sharing.weights, load_device=model.load_device,
-                                                       offload_device=model.offload_device)
+    weights_patcher = host.model_patcher_class()(sharing.weights, load_device=model.load_device,
+                                                 offload_device=model.offload_device)
     patched.set_additional_models(OWNER_KEY, [weights_patcher])
     add_patches(patched.model_options["transformer_options"], sharing)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OWNER_KEY, SamplingWrapper(sharing))

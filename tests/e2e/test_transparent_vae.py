@@ -16,10 +16,10 @@ from fixtures.workflows import api_workflow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _rgba_png(path, size=64):
-    yy, xx = np.mgrid[0:size, 0:size] / (size - 1) * 2 - 1
+def _rgba_png(path, width=64, height=64):
+    yy, xx = np.mgrid[-1:1:height * 1j, -1:1:width * 1j]
     alpha = (((yy**2 + xx**2) < 0.5) * 255).astype(np.uint8)
-    rgb = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
+    rgb = (np.random.default_rng(0).random((height, width, 3)) * 255).astype(np.uint8)
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
 
 
@@ -57,15 +57,17 @@ def _png(server, history, node):
     return Image.open(io.BytesIO(server.fetch(images[0])))
 
 
-@pytest.mark.parametrize("family", ["SD15", "SDXL"])
-def test_rgba_refine_end_to_end(comfy_server, fixture_paths, scratch_dir, family):
-    _rgba_png(scratch_dir / "asset.png")
+# SD1.5 with a size that is no multiple of 8: encode crops it (rgb and alpha alike) as VAEEncode does.
+@pytest.mark.parametrize("family, size", [("SD15", (83, 70)), ("SDXL", (64, 64))])
+def test_rgba_refine_end_to_end(comfy_server, fixture_paths, scratch_dir, family, size):
+    _rgba_png(scratch_dir / "asset.png", *size)
+    cropped = (size[0] // 8 * 8, size[1] // 8 * 8)
     name = comfy_server.upload_image(scratch_dir / "asset.png", f"layerstack_asset_{family}.png")
     checkpoint = fixture_paths[f"{family.lower()}_checkpoint"].name
     history = comfy_server.run(_refine_prompt(checkpoint, name, family, f"tvae_{family}"), timeout=900)
 
     rgba = _png(comfy_server, history, "10")
-    assert rgba.mode == "RGBA" and rgba.size == (64, 64)
+    assert rgba.mode == "RGBA" and rgba.size == cropped
     pixels = np.asarray(rgba)
     assert pixels[..., 3].std() > 0 and pixels[..., :3].std() > 0  # a real decode, not a flat image
 
@@ -73,7 +75,7 @@ def test_rgba_refine_end_to_end(comfy_server, fixture_paths, scratch_dir, family
     assert np.abs(legacy.astype(int) - pixels.astype(int)).max() <= 1  # 8-bit rounding at most
 
     preview = np.asarray(_png(comfy_server, history, "11")).astype(int)
-    assert preview.shape == (64, 64, 3)
+    assert preview.shape == (cropped[1], cropped[0], 3)
     # every pixel is its colour over a 0.45 or 0.55 grey square, weighted by alpha (8-bit rounding allowed)
     alpha = pixels[..., 3:] / 255.0
     over_dark = pixels[..., :3] * alpha + 0.45 * 255 * (1 - alpha)

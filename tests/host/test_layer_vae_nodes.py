@@ -237,6 +237,29 @@ def test_encode_crops_like_vae_encode(layer_vae, sd15_vae):
     assert torch.allclose(latent["samples"], cropped["samples"], atol=1e-5)
 
 
+def channel_trimming_vae(vae):
+    """The VAE as hosts since Dec 2025 crop its input: spatially, then trimmed to the VAE's 3 channels."""
+    import copy
+
+    trimming = copy.copy(vae)
+    host_crop = vae.vae_encode_crop_pixels
+    trimming.vae_encode_crop_pixels = lambda pixels: host_crop(pixels)[..., :3]
+    return trimming
+
+
+def test_encode_keeps_alpha_on_hosts_that_trim_the_vae_input_to_rgb(layer_vae, sd15_vae):
+    image = rgba_image(h=70, w=83, seed=4)  # not multiples of 8: the crop offsets must match for rgb and alpha
+    trimming = channel_trimming_vae(sd15_vae)
+    assert trimming.vae_encode_crop_pixels(image).shape == (1, 64, 80, 3)  # the alpha is gone there
+    (latent,) = TransparentEncode.execute(layer_vae, trimming, image, MASK_IS_ALPHA, 1.0).result
+    (expected,) = TransparentEncode.execute(layer_vae, sd15_vae, image[:, 3:67, 1:81], MASK_IS_ALPHA, 1.0).result
+    assert latent["samples"].shape == (1, 4, 8, 10)
+    assert torch.allclose(latent["samples"], expected["samples"], atol=1e-5)
+    opaque = TransparentEncode.execute(layer_vae, trimming, image[..., :3], MASK_IS_ALPHA, 1.0,
+                                       mask=torch.ones(1, 70, 83)).result[0]
+    assert not torch.allclose(opaque["samples"], latent["samples"], atol=1e-3)  # alpha did reach the encoder
+
+
 @pytest.mark.parametrize("image_shape,mask_shape,message", [
     ((1, 64, 64, 3), None, r"input 'mask' expected a MASK, or an RGBA \(4-channel\) 'image', got an RGB image"),
     ((1, 64, 64, 3), (1, 32, 64), r"input 'mask' expected height x width 64x64 \(the size of 'image'\), got 32x64"),
