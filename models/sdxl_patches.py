@@ -5,10 +5,11 @@ File format (docs/FORMATS.md#sdxl-patch-format): every key is `<model_key>::<lor
 `("diff", (delta, {"pad_weight": True}))`; the legacy `("lora", ...)` tuple is silently dropped by current ComfyUI,
 which is exactly the failure this module exists to avoid, so every key is checked against the model before use.
 
-Start/stop ("stop at", Forge semantics, schedule percent): the deltas live in a `comfy.hooks.WeightHook` whose
-keyframes switch its strength between 1 and 0 and which rides on the conditioning; the conv_in zero-padding is an
-always-on base patch (docs/FORMATS.md#stop-at). Outside the window the padded channels are zero, so the c_concat
-condition has no effect either, matching Forge's "original UNet, no c_concat".
+Start/stop ("stop at", Forge semantics, schedule percent): each patch is a weight wrapper that adds it in the forward
+pass only while the sigma being denoised lies in the window; no weight hook, so the host's dynamic-VRAM patcher keeps
+its fast path (docs/HOSTS.md#start-stop). The conv_in zero-padding is an always-on base patch. Outside the window the
+padded channels are zero, so the c_concat condition has no effect either, matching Forge's "original UNet, no
+c_concat".
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import comfy.conds
-import comfy.hooks
+import comfy.lora
 import comfy.patcher_extension
 import torch
 from comfy.weight_adapter import LoRAAdapter
@@ -27,6 +28,7 @@ from . import files, registry
 from .registry import Family, Kind, LayerFile
 
 CONV_IN_KEY = "diffusion_model.input_blocks.0.0.weight"
+OWNER_KEY = "layerstack_schedule"  # wrapper key on the patched clone
 LATENT_CHANNELS = 4  # SDXL latent channels: the UNet input before any condition is concatenated
 
 SDXL_FILES: tuple[LayerFile, ...] = registry.files_of(Family.SDXL, Kind.SDXL_PATCH)
@@ -138,9 +140,10 @@ def _rejected(node: str, source: str, entry: LayerFile, problems: list[str], mod
 
 def apply_layer_patches(model, layer: LayerPatches, *, node: str, weight: float = 1.0,
                         start_percent: float = 0.0, stop_percent: float = 1.0, positive=None, negative=None):
-    """(patched clone, positive, negative). Always on → plain patches; any narrower window → scheduled hook.
+    """(patched clone, positive, negative). Always on → plain patches; a narrower window → scheduled weight wrappers.
 
-    The hook travels on the conditioning, so a window other than the whole schedule needs positive and negative.
+    The conditionings pass through unchanged (the schedule lives on the patched model); they stay in the signature
+    because the nodes add the c_concat condition to them.
     """
     if not 0.0 <= start_percent <= stop_percent <= 1.0:
         raise node_error(node, "start_percent / stop_percent", "0 <= start_percent <= stop_percent <= 1",
@@ -149,50 +152,66 @@ def apply_layer_patches(model, layer: LayerPatches, *, node: str, weight: float 
     if start_percent <= 0.0 and stop_percent >= 1.0:
         _add_patches_strictly(patched, layer.patches, weight, node=node, layer=layer)
         return patched, positive, negative
-    if positive is None or negative is None:
-        raise node_error(node, "positive / negative", "both conditionings when start/stop narrow the schedule "
-                         "(the scheduled patches travel on them)", "a missing conditioning")
     padding = {}
     if layer.entry.extra_channels:  # only the conditional files widen conv_in
         delta = layer.patches[CONV_IN_KEY][1][0]
         padding[CONV_IN_KEY] = ("diff", (torch.zeros_like(delta), {"pad_weight": True}))
-    # The hook re-patches in place, which cannot change a shape: widen conv_in for good, schedule only the delta.
+    # A weight wrapper cannot change a shape: widen conv_in for good (with zeros), schedule only the deltas.
     _add_patches_strictly(patched, padding, 1.0, node=node, layer=layer)
-    # ComfyUI registers hook patches only when sampling starts; shape_problems already vouched for every key.
-    hooks = scheduled_weight_hook(_without_padding(layer.patches), weight, start_percent, stop_percent)
-    return (patched, comfy.hooks.set_hooks_for_conditioning(positive, hooks),
-            comfy.hooks.set_hooks_for_conditioning(negative, hooks))
+    window = ScheduleWindow(start_percent, stop_percent)
+    for key, patch in _without_padding(layer.patches).items():  # every key vouched for by shape_problems
+        patched.add_weight_wrapper(key, ScheduledPatch(key, patch, weight, window))
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, OWNER_KEY, window)
+    return patched, positive, negative
 
 
-def scheduled_weight_hook(patches: Mapping[str, object], weight: float, start_percent: float,
-                          stop_percent: float) -> comfy.hooks.HookGroup:
-    """A HookGroup whose patches are on (strength `weight`) only for start ≤ schedule percent < stop."""
-    hook = comfy.hooks.WeightHook(strength_model=weight)
-    hook.weights = dict(patches)
-    hook.need_weight_init = False  # already native patch objects, not a LoRA state dict to convert
-    group = comfy.hooks.HookGroup()
-    group.add(hook)
-    group.set_keyframes_on_hooks(window_keyframes(start_percent, stop_percent))
-    return group
+class ScheduleWindow:
+    """The start/stop window, set per model call from the sigma being denoised (an APPLY_MODEL wrapper).
+
+    Active while sigma(stop) < sigma <= sigma(start), sigma(p) = model_sampling.percent_to_sigma(p): the switch
+    points of ComfyUI's hook keyframes and of Forge's "stop at" (docs/HOSTS.md#start-stop). Outside a model call it
+    is inactive, so the wrapped weights are the base weights.
+    """
+
+    def __init__(self, start_percent: float, stop_percent: float):
+        self.start_percent = start_percent
+        self.stop_percent = stop_percent
+        self.active = False
+
+    def contains(self, model_sampling, sigma: float) -> bool:
+        sigma_start = model_sampling.percent_to_sigma(self.start_percent)
+        sigma_stop = model_sampling.percent_to_sigma(self.stop_percent)
+        return sigma_stop < sigma <= sigma_start
+
+    def __call__(self, executor, x, t, *args, **kwargs):
+        self.active = self.contains(executor.class_obj.model_sampling, float(t[0]))
+        try:
+            return executor(x, t, *args, **kwargs)
+        finally:
+            self.active = False
 
 
-def window_keyframes(start_percent: float, stop_percent: float) -> comfy.hooks.HookKeyframeGroup:
-    """Strength 1 inside [start, stop), 0 outside. guarantee_steps=0: switch purely by sigma, never by step count."""
-    keyframes = comfy.hooks.HookKeyframeGroup()
-    if stop_percent <= start_percent:
-        keyframes.add(comfy.hooks.HookKeyframe(strength=0.0, start_percent=0.0, guarantee_steps=0))
-        return keyframes
-    keyframes.add(comfy.hooks.HookKeyframe(strength=1.0 if start_percent <= 0.0 else 0.0, start_percent=0.0,
-                                           guarantee_steps=0))
-    if start_percent > 0.0:
-        keyframes.add(comfy.hooks.HookKeyframe(strength=1.0, start_percent=start_percent, guarantee_steps=0))
-    if stop_percent < 1.0:
-        keyframes.add(comfy.hooks.HookKeyframe(strength=0.0, start_percent=stop_percent, guarantee_steps=0))
-    return keyframes
+class ScheduledPatch:
+    """A weight wrapper: the layer file's patch added to the weight the layer runs with, while the window is active.
+
+    Applied in the forward pass by ComfyUI's cast ops (any patcher, dynamic VRAM included), in fp32 as ComfyUI
+    merges patches, on the weight as the layer computes with it (dequantized where the base model is quantized).
+    """
+
+    def __init__(self, key: str, patch, strength: float, window: ScheduleWindow):
+        self.key = key
+        self.patches = [(strength, patch, 1.0, None, None)]
+        self.window = window
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.window.active:
+            return weight
+        merged = comfy.lora.calculate_weight(self.patches, weight.to(torch.float32, copy=True), self.key)
+        return merged.to(weight.dtype)
 
 
 def _without_padding(patches: Mapping[str, object]) -> dict[str, object]:
-    """Diffs without the pad flag: in the hook they add onto the conv_in the base patch already widened."""
+    """Diffs without the pad flag: they add onto the conv_in the base patch already widened."""
     return {k: ("diff", (p[1][0],)) if isinstance(p, tuple) else p for k, p in patches.items()}
 
 

@@ -1,8 +1,8 @@
 """SDXL layer nodes: a transparent foreground, and the four modes that turn given layers into another layer.
 
-Each node patches a clone of the model with one official file (models/sdxl_patches.py) and returns the conditioning
-it must be sampled with: the condition layers ride on it as c_concat, and a narrowed start/stop window rides on it as
-a scheduled hook.
+Each node patches a clone of the model with one official file (models/sdxl_patches.py; a narrowed start/stop window
+is part of that patched model) and returns the conditioning it must be sampled with: the condition layers ride on it
+as c_concat.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def _outputs() -> list[io.Output]:
     return [
         patched_model_output(),
         io.Conditioning.Output(display_name="positive",
-                               tooltip="Connect to the sampler: carries the condition layers and the schedule."),
+                               tooltip="Connect to the sampler: carries the condition layers."),
         io.Conditioning.Output(display_name="negative",
-                               tooltip="Connect to the sampler: carries the condition layers and the schedule."),
+                               tooltip="Connect to the sampler: carries the condition layers."),
     ]
 
 

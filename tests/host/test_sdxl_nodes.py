@@ -81,16 +81,17 @@ def test_transparent_foreground_patches_a_clone_with_the_chosen_method(sdxl, met
     assert pos is positive and neg is negative  # the whole schedule: the conditioning needs nothing
 
 
-def test_transparent_foreground_with_a_stop_puts_the_schedule_on_both_conditionings(sdxl):
+def test_transparent_foreground_with_a_stop_puts_the_schedule_on_the_model(sdxl):
     positive, negative = prompt(1), prompt(2)
     model, pos, neg = sdxl_nodes.SDXLTransparentForeground.execute(
         sdxl.model, positive, negative, "conv injection", 0.8, 0.0, 0.6).result
     assert not model.patches  # no conv_in widening for this file, so nothing is always on
-    hooks = pos[0][1]["hooks"]
-    assert neg[0][1]["hooks"] is hooks and len(hooks.hooks) == 1
-    hook = hooks.hooks[0]
-    assert hook.strength_model == pytest.approx(0.8)
-    assert [(k.strength, k.start_percent) for k in hook.hook_keyframe.keyframes] == [(1.0, 0.0), (0.0, 0.6)]
+    assert pos is positive and neg is negative  # no hook on the conditioning
+    expected = sdxl_patches.load_layer_patches(sdxl.model, "layer_xl_transparent_conv", node="T").patches
+    assert set(model.weight_wrapper_patches) == set(expected) and not sdxl.model.weight_wrapper_patches
+    wrappers = [w for ws in model.weight_wrapper_patches.values() for w in ws]
+    assert {w.patches[0][0] for w in wrappers} == {pytest.approx(0.8)}
+    assert {(w.window.start_percent, w.window.stop_percent) for w in wrappers} == {(0.0, 0.6)}
 
 
 def test_image_layers_are_grey_composited_fitted_encoded_and_scaled(sdxl):

@@ -98,7 +98,7 @@ def test_base_model_is_bit_identical_after_layered_runs(sdxl, base_fingerprint):
     positive, negative = prompt(4), prompt(5)
     before = sample(sdxl.model, positive, negative)
     layer = sdxl_patches.load_layer_patches(sdxl.model, "layer_xl_transparent_conv", node="Test")
-    for stop in (1.0, 0.5):  # the plain-patch path and the scheduled-hook path
+    for stop in (1.0, 0.5):  # the plain-patch path and the scheduled-wrapper path
         patched, pos, neg = sdxl_patches.apply_layer_patches(sdxl.model, layer, node="Test", stop_percent=stop,
                                                              positive=positive, negative=negative)
         sample(patched, pos, neg, steps=2)
