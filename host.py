@@ -23,3 +23,12 @@ def is_oom(error: BaseException) -> bool:
     if predicate is not None:
         return bool(predicate(error))
     return isinstance(error, mm.OOM_EXCEPTION)
+
+
+def is_quantized(weight) -> bool:
+    """A weight in the host's quantized tensor type (fp8 scaled and other layouts); False on hosts without one."""
+    try:
+        from comfy.quant_ops import QuantizedTensor
+    except ImportError:
+        return False
+    return isinstance(weight, QuantizedTensor)

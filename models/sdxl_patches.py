@@ -23,6 +23,7 @@ import comfy.patcher_extension
 import torch
 from comfy.weight_adapter import LoRAAdapter
 
+from .. import host
 from ..errors import LayerStackError, node_error
 from . import files, registry
 from .registry import Family, Kind, LayerFile
@@ -117,8 +118,10 @@ def unpatched_shapes(model) -> dict[str, tuple[int, ...]]:
     Not `model.model.state_dict()`: clones share one module, and while a patched clone is loaded its weights (a
     conv_in widened to 8 channels, say) are what the module holds; get_key_patches reads the saved originals.
     """
-    # each value is [(original weight, convert function), *patches]
-    return {k: tuple(v[0][0].shape) for k, v in model.get_key_patches("diffusion_model.").items()}
+    # each value is [(original weight, convert function), *patches]; quantized models also list their scales and
+    # quantization metadata there, with no weight (docs/HOSTS.md#quantized-base-models)
+    return {k: tuple(v[0][0].shape) for k, v in model.get_key_patches("diffusion_model.").items()
+            if isinstance(v[0][0], torch.Tensor)}
 
 
 def require_family(model, entry: LayerFile, *, node: str) -> None:
@@ -160,7 +163,7 @@ def apply_layer_patches(model, layer: LayerPatches, *, node: str, weight: float 
     _add_patches_strictly(patched, padding, 1.0, node=node, layer=layer)
     window = ScheduleWindow(start_percent, stop_percent)
     for key, patch in _without_padding(layer.patches).items():  # every key vouched for by shape_problems
-        patched.add_weight_wrapper(key, ScheduledPatch(key, patch, weight, window))
+        patched.add_weight_wrapper(key, ScheduledPatch(key, patch, weight, window, _separate_scale(model, key)))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, OWNER_KEY, window)
     return patched, positive, negative
 
@@ -198,16 +201,34 @@ class ScheduledPatch:
     merges patches, on the weight as the layer computes with it (dequantized where the base model is quantized).
     """
 
-    def __init__(self, key: str, patch, strength: float, window: ScheduleWindow):
+    def __init__(self, key: str, patch, strength: float, window: ScheduleWindow, scaled_layer=None):
         self.key = key
         self.patches = [(strength, patch, 1.0, None, None)]
         self.window = window
+        self.scaled_layer = scaled_layer  # a layer that multiplies its weight by `scale_weight` after this
 
     def __call__(self, weight: torch.Tensor) -> torch.Tensor:
         if not self.window.active:
             return weight
-        merged = comfy.lora.calculate_weight(self.patches, weight.to(torch.float32, copy=True), self.key)
+        full = weight.to(torch.float32, copy=True)
+        scale = None if self.scaled_layer is None else self.scaled_layer.scale_weight.to(full)
+        if scale is not None:
+            full *= scale
+        merged = comfy.lora.calculate_weight(self.patches, full, self.key)
+        if scale is not None:
+            merged /= scale
         return merged.to(weight.dtype)
+
+
+def _separate_scale(model, key: str):
+    """The layer of `key` if it applies a `scale_weight` after its weight functions (the scaled-fp8 layers of hosts
+    before quantized tensors, docs/HOSTS.md#quantized-base-models), else None: its functions see weight / scale."""
+    path, _, name = key.rpartition(".")
+    layer = model.get_model_object(path)
+    scale = getattr(layer, "scale_weight", None)
+    if name != "weight" or not isinstance(scale, torch.Tensor) or host.is_quantized(layer.weight):
+        return None
+    return layer
 
 
 def _without_padding(patches: Mapping[str, object]) -> dict[str, object]:
