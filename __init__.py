@@ -1,11 +1,14 @@
 """LayerStack: layered image generation for ComfyUI (LayerDiffuse latent transparency and Text2Layer-style stacks).
 
-ComfyUI imports this file; it registers the `layer_model` model folder and the pack's V3 nodes.
+ComfyUI imports this file; it registers the `layer_model` model folder and the pack's V3 nodes, and at start-up puts
+the templates' sample pictures into ComfyUI's input folder.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 
 from comfy_api.latest import ComfyExtension, io
 
@@ -25,6 +28,30 @@ def register_layer_model_folder() -> None:
 register_layer_model_folder()
 
 
+EXAMPLE_INPUTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example_workflows", "input")
+
+
+def copy_example_inputs() -> None:
+    """Copy the templates' sample pictures into the input folder, so Load Image finds them; never over a user's file."""
+    import folder_paths
+
+    target = folder_paths.get_input_directory()
+    copied = []
+    for name in sorted(os.listdir(EXAMPLE_INPUTS)):
+        destination = os.path.join(target, name)
+        try:
+            with open(destination, "xb") as out, open(os.path.join(EXAMPLE_INPUTS, name), "rb") as src:
+                shutil.copyfileobj(src, out)  # "x": a file that already exists (the user's, or ours) is left alone
+        except FileExistsError:
+            continue
+        except OSError as e:  # a read-only input folder must not stop the server; the templates then say what to load
+            logging.warning("LayerStack: could not copy the sample picture %s into %s: %s", name, target, e)
+            return
+        copied.append(name)
+    if copied:
+        logging.info("LayerStack: copied the templates' sample pictures into %s: %s", target, ", ".join(copied))
+
+
 class LayerStackExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         from .nodes import all_nodes
@@ -33,4 +60,5 @@ class LayerStackExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> LayerStackExtension:
+    copy_example_inputs()  # here, not at import: only a starting server has its input folder set
     return LayerStackExtension()

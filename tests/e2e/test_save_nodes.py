@@ -30,17 +30,19 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def inputs(comfy_server, tmp_path_factory):
-    """An anti-aliased RGBA foreground (junk colours under its transparent pixels) and a background, uploaded."""
+    """An anti-aliased foreground (junk colours under its transparent pixels), its mask and a background, uploaded."""
     folder = tmp_path_factory.mktemp("stack_inputs")
     rgb, alpha, _ = rgba_picture(48, 64, soft=True, junk="noise")
     fg = np.concatenate([to_uint8(rgb[0]), to_uint8(alpha[0])[..., None]], axis=-1)
     ramp = np.linspace(0, 255, 64, dtype=np.float32)
     bg = np.stack([np.broadcast_to(ramp, (48, 64)), np.full((48, 64), 90.0), np.broadcast_to(ramp[::-1], (48, 64))],
                   axis=-1).round().astype(np.uint8)
-    Image.fromarray(fg, "RGBA").save(folder / "fg.png")
+    Image.fromarray(fg[..., :3], "RGB").save(folder / "fg.png")
+    Image.fromarray(fg[..., 3], "L").save(folder / "mask.png")
     Image.fromarray(bg, "RGB").save(folder / "bg.png")
-    names = {"fg": comfy_server.upload_image(folder / "fg.png", "layerstack_foreground.png"),
-             "bg": comfy_server.upload_image(folder / "bg.png", "layerstack_background.png")}
+    names = {"fg": comfy_server.upload_image(folder / "fg.png", "layerstack_save_nodes_fg.png"),
+             "mask": comfy_server.upload_image(folder / "mask.png", "layerstack_save_nodes_mask.png"),
+             "bg": comfy_server.upload_image(folder / "bg.png", "layerstack_save_nodes_bg.png")}
     return fg, bg, names
 
 
@@ -48,6 +50,7 @@ def example_prompt(names: dict) -> dict:
     prompt = copy.deepcopy(API_WORKFLOW)
     prompt["1"]["inputs"]["image"] = names["fg"]
     prompt["2"]["inputs"]["image"] = names["bg"]
+    prompt["10"]["inputs"]["image"] = names["mask"]
     return prompt
 
 
@@ -67,7 +70,7 @@ def test_example_workflow_writes_psd_and_rgba_pngs_served_by_view(comfy_server, 
     assert [layer.name for layer in psd] == ["background", "foreground", "mask"]
     assert [layer.visible for layer in psd] == [True, True, False]
     stored = [psd_layer_on_canvas(psd, layer) for layer in psd]
-    # LoadImage's inverted mask came back as the PNG's own alpha, exactly; the foreground is stored cropped to its
+    # The mask picture came back as the foreground's alpha, exactly; the foreground is stored cropped to its
     # visible pixels, so only those keep their colour.
     visible = fg[..., 3] > 0
     assert np.array_equal(stored[1][..., 3], fg[..., 3]) and np.array_equal(stored[1][visible], fg[visible])
@@ -111,7 +114,7 @@ def test_escaping_prefix_is_refused_through_the_server(comfy_server, inputs, pre
     before = sorted(str(p.relative_to(base.parent)) for p in base.parent.rglob("*") if "temp" not in p.parts)
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": names["fg"]}},
-        "2": {"class_type": "InvertMask", "inputs": {"mask": ["1", 1]}},
+        "2": {"class_type": "LoadImageMask", "inputs": {"image": names["mask"], "channel": "red"}},
         "3": {"class_type": "LayerStackSaveRGBA", "inputs": {"image": ["1", 0], "alpha": ["2", 0],
                                                              "filename_prefix": prefix}},
     }

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import io
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 import requests
+from PIL import Image
+from psd_tools import PSDImage
 
 from batch_runner.convert import ui_to_api
-from fixtures.workflows import API_DIR, TEMPLATE_DIR, TEMPLATES, api_workflow, template_path, ui_workflow
+from fixtures.server import ComfyServer
+from fixtures.workflows import (
+    API_DIR,
+    TEMPLATE_DIR,
+    TEMPLATES,
+    api_workflow,
+    files_needed,
+    template_path,
+    ui_workflow,
+)
+from make_thumbnails import render
+
+EXAMPLE_INPUTS = TEMPLATE_DIR / "input"
 
 VIRTUAL_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # frontend-only, never sent to /prompt
 
@@ -38,3 +54,63 @@ def test_template_converts_to_its_api_twin(comfy_server, slug):
         f"tests/data/workflows_api/{slug}.json is not the conversion of {template_path(slug).name}; with a server "
         f"running, regenerate it: scripts/layerstack-batch '{template_path(slug)}' --convert-only "
         f"> tests/data/workflows_api/{slug}.json")
+
+
+def _note(workflow: dict) -> str:
+    [note] = [n for n in workflow["nodes"] if n["type"] in ("Note", "MarkdownNote")]
+    return note["widgets_values"][0]
+
+
+@pytest.mark.parametrize("slug", sorted(TEMPLATES))
+def test_template_says_what_it_does_which_files_it_needs_and_where_they_go(slug):
+    """A numbered title, a Note (description, every file with its URL and folder, what to change first), the
+    `models` list the frontend's missing-model dialog reads, and only sample pictures the pack ships."""
+    title, ui = TEMPLATES[slug], ui_workflow(slug)
+    assert title[:2].isdigit() and title[2] == " ", title  # the number orders the templates by task
+    heading, blank, description, *rest = _note(ui).splitlines()
+    assert heading == f"## {title[3:]}" and blank == "" and description.endswith("."), slug
+    assert any(line.startswith("**Change first:**") for line in rest), slug
+    needed = files_needed(slug)
+    assert ui.get("models", []) == needed, slug
+    for model in needed:
+        assert model["name"] in _note(ui) and model["url"] in _note(ui), (slug, model["name"])
+        assert f"ComfyUI/models/{model['directory']}/" in _note(ui), (slug, model["name"])
+    for node in ui["nodes"]:
+        if node["type"] == "CheckpointLoaderSimple":
+            assert node["properties"]["models"] == [m for m in needed if m["name"] == node["widgets_values"][0]]
+        if node["type"] in ("LoadImage", "LoadImageMask"):
+            assert (EXAMPLE_INPUTS / node["widgets_values"][0]).is_file(), (slug, node["widgets_values"][0])
+
+
+def test_thumbnails_are_the_rendered_graphs():
+    """Each template has `<title>.jpg` beside it, and it shows the template as it is now (rerun the script)."""
+    for slug, title in TEMPLATES.items():
+        with Image.open(TEMPLATE_DIR / f"{title}.jpg") as stored:
+            assert stored.format == "JPEG"
+            drawn = np.asarray(render(ui_workflow(slug), title), dtype=np.float64)
+            assert np.abs(np.asarray(stored.convert("RGB"), dtype=np.float64) - drawn).mean() < 4, (
+                f"{title}.jpg is out of date: python scripts/make_thumbnails.py")
+
+
+def test_stack_template_runs_on_a_fresh_server_with_the_shipped_samples(fixture_paths, tmp_path):
+    """A new install: nothing uploaded, the template's Load Image files come from the pack (copied at start-up,
+    never over a user's file), and the PSD has its named layers. The thumbnails are served where the frontend asks."""
+    server = ComfyServer(tmp_path / "fresh")
+    server.input_dir.mkdir(parents=True)
+    (server.input_dir / "layerstack_blended.png").write_bytes(b"the user's own file")
+    server.start()
+    try:
+        assert (server.input_dir / "layerstack_blended.png").read_bytes() == b"the user's own file"
+        for sample in EXAMPLE_INPUTS.iterdir():
+            if sample.name != "layerstack_blended.png":
+                assert (server.input_dir / sample.name).read_bytes() == sample.read_bytes(), sample.name
+        history = server.run(api_workflow("stack_from_images"), timeout=600)
+        [psd_info] = history["outputs"]["4"]["psd"]
+        psd = PSDImage.open(io.BytesIO(server.fetch(psd_info)))
+        assert [layer.name for layer in psd] == ["background", "foreground", "mask"]
+        assert psd.size == (1024, 1024)
+        title = TEMPLATES["stack_from_images"]
+        thumb = requests.get(f"{server.url}/api/workflow_templates/layerstack/{quote(title)}.jpg", timeout=30)
+        assert thumb.ok and thumb.headers["Content-Type"] == "image/jpeg"
+    finally:
+        server.stop()
