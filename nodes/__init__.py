@@ -15,6 +15,7 @@ from . import (
     stack,
     transparent_vae,
 )
+from .common import LayerStackNode
 
 NODE_MODULES = (layer_files, stack, core_layers, alpha, save, transparent_vae, legacy_decode, sdxl, legacy_sdxl, sd15,
                 legacy_sd15)
@@ -22,6 +23,10 @@ NODE_MODULES = (layer_files, stack, core_layers, alpha, save, transparent_vae, l
 
 def all_nodes() -> list[type]:
     nodes = [node for module in NODE_MODULES for node in module.NODES]
+    # The base class checks combo values and carries the id; a node without it would skip both.
+    outside = [n.__name__ for n in nodes if not issubclass(n, LayerStackNode)]
+    if outside:
+        raise RuntimeError(f"LayerStack nodes must derive from nodes.common.LayerStackNode: {outside}")
     ids = [n.GET_SCHEMA().node_id for n in nodes]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

@@ -14,30 +14,28 @@ from ..layer_stack import alpha as alpha_tools
 from ..layer_stack import compositing
 from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_stack.stack import Layer, LayerStack
-from .common import CATEGORY, schema
-from .stack import STACK_TOOLTIP, LayerStackType, check_stack, rgba_outputs
+from .common import (
+    CATEGORY,
+    STACK_TOOLTIP,
+    LayerStackNode,
+    LayerStackType,
+    alpha_input,
+    check_stack,
+    image_input,
+    rgba_outputs,
+    schema,
+)
 
 ALPHA_CATEGORY = f"{CATEGORY}/alpha"
 
-ALPHA_IN_TOOLTIP = (
-    "Alpha, 1 = opaque (the LayerStack decode nodes' MASK). For LoadImage's mask (1 = transparent) put InvertMask "
-    "in between. Leave unconnected when 'image' is RGBA."
-)
 
+class LayerStackPremultiply(LayerStackNode):
+    NODE_ID = "LayerStackPremultiply"
 
-def image_input(tooltip: str = "Straight RGB, or RGBA (alpha last).") -> io.Image.Input:
-    return io.Image.Input("image", tooltip=tooltip)
-
-
-def alpha_input() -> io.Mask.Input:
-    return io.Mask.Input("alpha", optional=True, tooltip=ALPHA_IN_TOOLTIP)
-
-
-class LayerStackPremultiply(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackPremultiply",
+            node_id=cls.NODE_ID,
             display_name="Premultiply Alpha",
             category=ALPHA_CATEGORY,
             description="Straight RGB to premultiplied RGB (colour times alpha).",
@@ -47,15 +45,17 @@ class LayerStackPremultiply(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, alpha=None) -> io.NodeOutput:
-        rgb, a = rgb_and_alpha(image, alpha, "LayerStackPremultiply", alpha_required=True)
+        rgb, a = rgb_and_alpha(image, alpha, cls.NODE_ID, alpha_required=True)
         return io.NodeOutput(alpha_tools.premultiply(rgb, a))
 
 
-class LayerStackUnpremultiply(io.ComfyNode):
+class LayerStackUnpremultiply(LayerStackNode):
+    NODE_ID = "LayerStackUnpremultiply"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackUnpremultiply",
+            node_id=cls.NODE_ID,
             display_name="Unpremultiply Alpha",
             category=ALPHA_CATEGORY,
             description="Premultiplied RGB to straight RGB (colour divided by alpha; black where alpha is 0).",
@@ -65,7 +65,7 @@ class LayerStackUnpremultiply(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, alpha=None) -> io.NodeOutput:
-        rgb, a = rgb_and_alpha(image, alpha, "LayerStackUnpremultiply", alpha_required=True)
+        rgb, a = rgb_and_alpha(image, alpha, cls.NODE_ID, alpha_required=True)
         return io.NodeOutput(alpha_tools.unpremultiply(rgb, a))
 
 
@@ -90,11 +90,13 @@ def target_size(width: int, height: int, source_height: int, source_width: int, 
     return height, width
 
 
-class LayerStackResizeRGBA(io.ComfyNode):
+class LayerStackResizeRGBA(LayerStackNode):
+    NODE_ID = "LayerStackResizeRGBA"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackResizeRGBA",
+            node_id=cls.NODE_ID,
             display_name="Resize RGBA (no halos)",
             category=ALPHA_CATEGORY,
             description="Resizes RGB and alpha together without dark or light edge halos: transparent pixels are "
@@ -105,17 +107,19 @@ class LayerStackResizeRGBA(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, width, height, method, alpha=None) -> io.NodeOutput:
-        node = "LayerStackResizeRGBA"
+        node = cls.NODE_ID
         rgb, a = rgb_and_alpha(image, alpha, node, alpha_required=True)
         size = target_size(width, height, rgb.shape[1], rgb.shape[2], node)
         return io.NodeOutput(*alpha_tools.resize_rgba(rgb, a, *size, method=method))
 
 
-class LayerStackResizeStack(io.ComfyNode):
+class LayerStackResizeStack(LayerStackNode):
+    NODE_ID = "LayerStackResizeStack"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackResizeStack",
+            node_id=cls.NODE_ID,
             display_name="Resize Layer Stack (no halos)",
             category=ALPHA_CATEGORY,
             description="Resizes every layer of a stack the way 'Resize RGBA (no halos)' does.",
@@ -125,7 +129,7 @@ class LayerStackResizeStack(io.ComfyNode):
 
     @classmethod
     def execute(cls, stack, width, height, method) -> io.NodeOutput:
-        node = "LayerStackResizeStack"
+        node = cls.NODE_ID
         stack = check_stack(stack, node)
         size = target_size(width, height, stack.height, stack.width, node)
 
@@ -136,11 +140,13 @@ class LayerStackResizeStack(io.ComfyNode):
         return io.NodeOutput(LayerStack(tuple(resized(layer) for layer in stack.layers)))
 
 
-class LayerStackCleanEdges(io.ComfyNode):
+class LayerStackCleanEdges(LayerStackNode):
+    NODE_ID = "LayerStackCleanEdges"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackCleanEdges",
+            node_id=cls.NODE_ID,
             display_name="Clean Edge Colours",
             category=ALPHA_CATEGORY,
             description="Removes colour fringes: edge pixels less opaque than the threshold take colours extended "
@@ -161,7 +167,7 @@ class LayerStackCleanEdges(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, threshold, strength, fill_transparent, alpha=None) -> io.NodeOutput:
-        rgb, a = rgb_and_alpha(image, alpha, "LayerStackCleanEdges", alpha_required=True)
+        rgb, a = rgb_and_alpha(image, alpha, cls.NODE_ID, alpha_required=True)
         cleaned = alpha_tools.clean_edge_colors(rgb, a, threshold=threshold, strength=strength)
         if fill_transparent:
             cleaned = alpha_tools.fill_transparent(cleaned, a)
@@ -173,11 +179,13 @@ def backdrop_input(extra: tuple[str, ...] = ()) -> io.Combo.Input:
                           tooltip="What transparent areas show.")
 
 
-class LayerStackFlatten(io.ComfyNode):
+class LayerStackFlatten(LayerStackNode):
+    NODE_ID = "LayerStackFlatten"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackFlatten",
+            node_id=cls.NODE_ID,
             display_name="Flatten RGBA onto Backdrop",
             category=ALPHA_CATEGORY,
             description="Draws straight RGBA over an opaque checkerboard, black, white or grey backdrop.",
@@ -187,15 +195,17 @@ class LayerStackFlatten(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, backdrop, alpha=None) -> io.NodeOutput:
-        rgb, a = rgb_and_alpha(image, alpha, "LayerStackFlatten", alpha_required=True)
+        rgb, a = rgb_and_alpha(image, alpha, cls.NODE_ID, alpha_required=True)
         return io.NodeOutput(compositing.flatten(rgb, a, backdrop))
 
 
-class LayerStackPreviewOnBackdrop(io.ComfyNode):
+class LayerStackPreviewOnBackdrop(LayerStackNode):
+    NODE_ID = "LayerStackPreviewOnBackdrop"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackPreviewOnBackdrop",
+            node_id=cls.NODE_ID,
             display_name="Preview RGBA on Backdrop",
             category=ALPHA_CATEGORY,
             description="Shows transparent images on a checkerboard, black, white or grey backdrop, on all of "
@@ -207,7 +217,7 @@ class LayerStackPreviewOnBackdrop(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, backdrop, alpha=None) -> io.NodeOutput:
-        rgb, a = rgb_and_alpha(image, alpha, "LayerStackPreviewOnBackdrop", alpha_required=True)
+        rgb, a = rgb_and_alpha(image, alpha, cls.NODE_ID, alpha_required=True)
         if backdrop == "transparent":
             pictures = torch.cat([rgb, a.unsqueeze(-1)], dim=-1)
         elif backdrop == "all":

@@ -1,23 +1,144 @@
-"""Small helpers every node module shares: categories, a Schema that tolerates fields newer ComfyUIs add, and the
-input/output declarations the SD1.5 and SDXL layer nodes have in common."""
+"""The one home of what node modules share: the base class every node derives from (its id declared once, every
+combo value checked), the Schema helper, socket types, option lists, and the input/output declarations several
+nodes have in common.
+
+Combo values are checked here because ComfyUI 0.3.75 does not validate V3 combo inputs sent through the API (it
+checks only list-typed V1 inputs): without this, an out-of-list value would reach a node and be misread or fail
+with a bare KeyError. Newer ComfyUIs check them at /prompt already; the check then never fires.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 
 from comfy_api.latest import io
 
+from ..errors import node_error
+from ..layer_stack.stack import LayerStack
+from ..layer_vae.runtime import PASSES_CHOICES
 from ..models.conditioning_images import RESIZE_MODE_NAMES, ResizeMode
 
 CATEGORY = "LayerStack"
 LEGACY_CATEGORY = "LayerStack/legacy (ComfyUI-layerdiffuse)"
 
+
+# --- the base class and the Schema helper --------------------------------------------------------------------------
+
+class LayerStackNode(io.ComfyNode):
+    """Base of every node of the pack.
+
+    NODE_ID is the node's id, declared once: `define_schema` passes it to `schema()` and `execute` names it in
+    errors (execute runs on a locked clone of the class, so it reads the class attribute, not GET_SCHEMA()).
+    Every `execute` a subclass defines is wrapped so that each Combo input's value is checked against the options
+    its schema declares before the node's own code runs.
+    """
+
+    NODE_ID: str
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        execute = cls.__dict__.get("execute")
+        # ComfyUI clones node classes (with the same __dict__) before each run: wrap each execute only once.
+        if isinstance(execute, classmethod) and not getattr(execute.__func__, "checks_combos", False):
+            cls.execute = classmethod(_checking_combos(execute.__func__))
+
+
+def _checking_combos(execute):
+    signature = inspect.signature(execute)
+
+    @functools.wraps(execute)
+    def checked(cls, *args, **kwargs):
+        # ComfyUI passes inputs by name; positional arguments come only from direct calls (tests, other code).
+        check_combo_values(cls, _named_arguments(signature, cls, args, kwargs) if args else kwargs)
+        return execute(cls, *args, **kwargs)
+
+    checked.checks_combos = True
+    return checked
+
+
+def _named_arguments(signature: inspect.Signature, cls, args, kwargs) -> dict:
+    named = dict(signature.bind_partial(cls, *args, **kwargs).arguments)
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(named.pop(parameter.name, {}))
+    return named
+
+
+def check_combo_values(node_class: type[LayerStackNode], inputs: dict) -> None:
+    """Refuse a value of a Combo input that is not one of its options (naming node, input, options and value)."""
+    for spec in node_class.define_schema().inputs:
+        if isinstance(spec, io.Combo.Input) and inputs.get(spec.id) is not None:
+            value = inputs[spec.id]
+            if value not in spec.options:
+                raise node_error(node_class.NODE_ID, spec.id, f"one of {list(spec.options)}", repr(value))
+
+
 _SCHEMA_FIELDS = {f.name for f in dataclasses.fields(io.Schema)}
+# Schema fields of newer ComfyUIs that only help a user find or sort a node: dropped where the host lacks them.
+# Anything else the host does not know is a mistake (a typo must not vanish) and is refused.
+NEWER_HOST_SCHEMA_FIELDS = frozenset({"search_aliases", "essentials_category"})
 
 
 def schema(**fields) -> io.Schema:
-    """io.Schema without the fields this ComfyUI does not know (e.g. search_aliases arrived after 0.3.75)."""
-    return io.Schema(**{k: v for k, v in fields.items() if k in _SCHEMA_FIELDS})
+    """io.Schema, without the NEWER_HOST_SCHEMA_FIELDS this ComfyUI does not know (search_aliases: after 0.3.75)."""
+    unknown = set(fields) - _SCHEMA_FIELDS
+    if unknown - NEWER_HOST_SCHEMA_FIELDS:
+        raise TypeError(f"io.Schema has no field(s) {sorted(unknown - NEWER_HOST_SCHEMA_FIELDS)} on this ComfyUI, "
+                        f"and they are not among the newer-host fields the pack drops "
+                        f"({sorted(NEWER_HOST_SCHEMA_FIELDS)})")
+    return io.Schema(**{k: v for k, v in fields.items() if k not in unknown})
+
+
+# --- socket types and option lists ---------------------------------------------------------------------------------
+
+LayerStackType = io.Custom("LAYER_STACK")
+LayerVAE = io.Custom("LAYER_VAE")
+
+PASSES_OPTIONS = [str(p) for p in PASSES_CHOICES]
+
+# What a connected MASK means. Our decode nodes output alpha; LoadImage outputs its inverse.
+MASK_IS_ALPHA = "alpha (1 = opaque)"
+MASK_IS_LOADIMAGE = "LoadImage mask (1 = transparent)"
+MASK_MEANINGS = [MASK_IS_ALPHA, MASK_IS_LOADIMAGE]
+
+STACK_TOOLTIP = (
+    "A layer stack: named layers, bottom to top, each straight (un-premultiplied) RGB plus alpha (1 = opaque); "
+    "hidden layers are kept but not composited."
+)
+ALPHA_IN_TOOLTIP = (
+    "Alpha, 1 = opaque (the LayerStack decode nodes' MASK). For LoadImage's mask (1 = transparent) put InvertMask "
+    "in between. Leave unconnected when 'image' is RGBA."
+)
+
+
+def check_stack(stack: object, node: str, input_name: str = "stack") -> LayerStack:
+    if not isinstance(stack, LayerStack):
+        raise node_error(node, input_name, "a LAYER_STACK", f"a {type(stack).__name__}")
+    return stack
+
+
+# --- inputs and outputs several nodes declare alike ----------------------------------------------------------------
+
+def image_input(tooltip: str = "Straight RGB, or RGBA (alpha last).") -> io.Image.Input:
+    return io.Image.Input("image", tooltip=tooltip)
+
+
+def alpha_input() -> io.Mask.Input:
+    return io.Mask.Input("alpha", optional=True, tooltip=ALPHA_IN_TOOLTIP)
+
+
+def mask_meaning_input(tooltip: str) -> io.Combo.Input:
+    return io.Combo.Input("mask_meaning", options=MASK_MEANINGS, default=MASK_IS_ALPHA, tooltip=tooltip)
+
+
+def rgba_outputs(subject: str) -> list[io.Output]:
+    """The IMAGE + alpha MASK pair every node that hands out a transparent picture returns."""
+    return [
+        io.Image.Output(display_name="image", tooltip=f"{subject}: straight RGB."),
+        io.Mask.Output(display_name="alpha", tooltip=f"{subject}: alpha (1 = opaque; the inverse of LoadImage's mask)."),
+    ]
 
 
 # --- declarations shared by the SD1.5 and SDXL layer nodes (ids, defaults and ranges are relied on by workflows) ---

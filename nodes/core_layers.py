@@ -11,18 +11,20 @@ from comfy_api.latest import io
 
 from ..errors import LayerStackError
 from ..layer_stack import core_layers
-from .common import schema
-from .stack import STACK_CATEGORY, STACK_TOOLTIP, LayerStackType, check_stack, node_errors
+from .common import STACK_TOOLTIP, LayerStackNode, LayerStackType, check_stack, schema
+from .stack import STACK_CATEGORY, node_errors
 
 HAS_LAYERS_TYPE = hasattr(io, "Layers")
 LAYERS_TOOLTIP = "ComfyUI's layer document (LAYERS): placed, named raster layers for Create Layered Image."
 
 
-class LayerStackToCoreLayers(io.ComfyNode):
+class LayerStackToCoreLayers(LayerStackNode):
+    NODE_ID = "LayerStackToCoreLayers"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackToCoreLayers",
+            node_id=cls.NODE_ID,
             display_name="Layer Stack to LAYERS",
             category=STACK_CATEGORY,
             description="One picture of a stack as ComfyUI's LAYERS document: one raster layer per stack layer "
@@ -41,7 +43,7 @@ class LayerStackToCoreLayers(io.ComfyNode):
 
     @classmethod
     def execute(cls, stack, picture, crop_to_content) -> io.NodeOutput:
-        node = "LayerStackToCoreLayers"
+        node = cls.NODE_ID
         stack = check_stack(stack, node)
         with node_errors(node):
             if picture >= stack.batch_size:
@@ -50,11 +52,13 @@ class LayerStackToCoreLayers(io.ComfyNode):
             return io.NodeOutput(core_layers.stack_to_document(stack, picture, crop_to_content))
 
 
-class LayerStackFromCoreLayers(io.ComfyNode):
+class LayerStackFromCoreLayers(LayerStackNode):
+    NODE_ID = "LayerStackFromCoreLayers"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackFromCoreLayers",
+            node_id=cls.NODE_ID,
             display_name="Layer Stack from LAYERS",
             category=STACK_CATEGORY,
             description="ComfyUI's LAYERS document as a stack: layers bottom to top by z_index, placed at x/y "
@@ -71,7 +75,7 @@ class LayerStackFromCoreLayers(io.ComfyNode):
 
     @classmethod
     def execute(cls, layers, bake_transforms) -> io.NodeOutput:
-        with node_errors("LayerStackFromCoreLayers"):
+        with node_errors(cls.NODE_ID):
             return io.NodeOutput(core_layers.document_to_stack(layers, bake_transforms))
 
 

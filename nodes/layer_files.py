@@ -5,16 +5,18 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..models import files, registry
-from .common import CATEGORY, schema
+from .common import CATEGORY, LayerStackNode, schema
 
 
-class FetchLayerFile(io.ComfyNode):
+class FetchLayerFile(LayerStackNode):
     """Makes sure an official file is present, downloading it only when explicitly allowed."""
+
+    NODE_ID = "LayerStackFetchLayerFile"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackFetchLayerFile",
+            node_id=cls.NODE_ID,
             display_name="Fetch Layer File",
             category=CATEGORY,
             description="Checks that an official LayerDiffuse file is in a layer_model folder and parses with the "

@@ -19,7 +19,7 @@ from ..errors import node_error
 from ..layer_vae import runtime
 from ..models.registry import Family
 from ..models.transparent_vae import TransparentVAE
-from .common import LEGACY_CATEGORY, schema
+from .common import LEGACY_CATEGORY, LayerStackNode, schema
 
 SD_VERSIONS = ["SD15", "SDXL"]  # the old StableDiffusionVersion values, in the old order
 MAX_FRAMES = 3
@@ -34,8 +34,6 @@ def _common_inputs() -> list[io.Input]:
 
 def _decode(node: str, samples, images, sd_version: str, sub_batch_size: int) -> torch.Tensor:
     """[B,H,W,4] alpha-first decode, as the old decode node computed it (8 passes)."""
-    if sd_version not in SD_VERSIONS:
-        raise node_error(node, "sd_version", f"one of {SD_VERSIONS}", repr(sd_version))
     # Stateless: the decoder is read per run (the old node cached it on the instance).
     tvae = TransparentVAE(Family(sd_version))
     return runtime.decode(tvae, images, samples["samples"], node=node, passes=8, sub_batch_size=sub_batch_size)
@@ -45,11 +43,13 @@ def _rgba(decoded: torch.Tensor) -> torch.Tensor:
     return torch.cat([decoded[..., 1:], decoded[..., :1]], dim=-1)
 
 
-class LayeredDiffusionDecode(io.ComfyNode):
+class LayeredDiffusionDecode(LayerStackNode):
+    NODE_ID = "LayeredDiffusionDecode"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayeredDiffusionDecode",
+            node_id=cls.NODE_ID,
             display_name="Layer Diffuse Decode",
             category=LEGACY_CATEGORY,
             description="ComfyUI-layerdiffuse's transparent decode (deprecated; use Transparent Decode). Outputs "
@@ -61,15 +61,17 @@ class LayeredDiffusionDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, samples, images, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
-        decoded = _decode("LayeredDiffusionDecode", samples, images, sd_version, sub_batch_size)
+        decoded = _decode(cls.NODE_ID, samples, images, sd_version, sub_batch_size)
         return io.NodeOutput(decoded[..., 1:], decoded[..., 0])
 
 
-class LayeredDiffusionDecodeRGBA(io.ComfyNode):
+class LayeredDiffusionDecodeRGBA(LayerStackNode):
+    NODE_ID = "LayeredDiffusionDecodeRGBA"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayeredDiffusionDecodeRGBA",
+            node_id=cls.NODE_ID,
             display_name="Layer Diffuse Decode (RGBA)",
             category=LEGACY_CATEGORY,
             description="ComfyUI-layerdiffuse's RGBA decode (deprecated; use Transparent Decode's rgba output).",
@@ -80,14 +82,16 @@ class LayeredDiffusionDecodeRGBA(io.ComfyNode):
 
     @classmethod
     def execute(cls, samples, images, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
-        return io.NodeOutput(_rgba(_decode("LayeredDiffusionDecodeRGBA", samples, images, sd_version, sub_batch_size)))
+        return io.NodeOutput(_rgba(_decode(cls.NODE_ID, samples, images, sd_version, sub_batch_size)))
 
 
-class LayeredDiffusionDecodeSplit(io.ComfyNode):
+class LayeredDiffusionDecodeSplit(LayerStackNode):
+    NODE_ID = "LayeredDiffusionDecodeSplit"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayeredDiffusionDecodeSplit",
+            node_id=cls.NODE_ID,
             display_name="Layer Diffuse Decode (Split)",
             category=LEGACY_CATEGORY,
             description="ComfyUI-layerdiffuse's split decode for SD1.5 joint batches (deprecated): frame 0 of each "
@@ -104,7 +108,7 @@ class LayeredDiffusionDecodeSplit(io.ComfyNode):
 
     @classmethod
     def execute(cls, samples, images, frames: int, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
-        node = "LayeredDiffusionDecodeSplit"
+        node = cls.NODE_ID
         if not 2 <= frames <= MAX_FRAMES:
             raise node_error(node, "frames", f"2..{MAX_FRAMES}", str(frames))
         first = copy.copy(samples)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..errors import node_error
 from ..models import registry
 from ..models.attention_sharing import apply_attention_sharing
 from ..models.conditioning_images import ResizeMode
-from .common import LEGACY_CATEGORY, schema
+from .common import LEGACY_CATEGORY, LayerStackNode, schema
 
 JOINT_CONFIGS = {"SD15, attn_sharing, Batch size (3N)": "layer_sd15_joint"}
 COND_JOINT_CONFIGS = {
@@ -26,17 +25,13 @@ COND_JOINT_CONFIGS = {
 }
 
 
-def _file_for(node_id: str, configs: dict[str, str], config: str) -> str:
-    if config not in configs:
-        raise node_error(node_id, "config", f"one of {list(configs)}", repr(config))
-    return configs[config]
+class LayeredDiffusionJointApply(LayerStackNode):
+    NODE_ID = "LayeredDiffusionJointApply"
 
-
-class LayeredDiffusionJointApply(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayeredDiffusionJointApply",
+            node_id=cls.NODE_ID,
             display_name="Layer Diffuse Joint Apply",
             category=LEGACY_CATEGORY,
             description="ComfyUI-layerdiffuse's joint foreground + background + blended node (deprecated; use SD1.5 "
@@ -55,19 +50,21 @@ class LayeredDiffusionJointApply(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, config: str, fg_cond=None, bg_cond=None, blended_cond=None) -> io.NodeOutput:
-        node_id = "LayeredDiffusionJointApply"
-        file_id = _file_for(node_id, JOINT_CONFIGS, config)
+        node_id = cls.NODE_ID
+        file_id = JOINT_CONFIGS[config]
         conds = {"foreground": fg_cond, "background": bg_cond, "blended": blended_cond}
         names = {"foreground": "fg_cond", "background": "bg_cond", "blended": "blended_cond", "file": "config"}
         return io.NodeOutput(apply_attention_sharing(model, file_id, layer_conds=conds, node=node_id,
                                                      input_names=names))
 
 
-class LayeredDiffusionCondJointApply(io.ComfyNode):
+class LayeredDiffusionCondJointApply(LayerStackNode):
+    NODE_ID = "LayeredDiffusionCondJointApply"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayeredDiffusionCondJointApply",
+            node_id=cls.NODE_ID,
             display_name="Layer Diffuse Cond Joint Apply",
             category=LEGACY_CATEGORY,
             description="ComfyUI-layerdiffuse's foreground → background / background → foreground node (deprecated; "
@@ -88,8 +85,8 @@ class LayeredDiffusionCondJointApply(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, image, config: str, cond=None, blended_cond=None) -> io.NodeOutput:
-        node_id = "LayeredDiffusionCondJointApply"
-        file_id = _file_for(node_id, COND_JOINT_CONFIGS, config)
+        node_id = cls.NODE_ID
+        file_id = COND_JOINT_CONFIGS[config]
         generated = registry.get(file_id).outputs[0]  # frame 0: background (fg2bg) or foreground (bg2fg)
         conds = {generated: cond, "blended": blended_cond}
         names = {generated: "cond", "blended": "blended_cond", "control_image": "image", "file": "config"}

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..errors import node_error
 from ..models import sdxl_patches
-from .common import LEGACY_CATEGORY, schema
+from .common import LEGACY_CATEGORY, LayerStackNode, schema
 
 APPLY_CONFIGS = {
     "SDXL, Attention Injection": "layer_xl_transparent_attn",
@@ -27,12 +26,6 @@ def _weight_input() -> io.Float.Input:
     return io.Float.Input("weight", default=1.0, min=-1.0, max=3.0, step=0.05)
 
 
-def _config(node_id: str, configs: dict[str, str], config: str) -> str:
-    if config not in configs:
-        raise node_error(node_id, "config", f"one of {list(configs)}", repr(config))
-    return configs[config]
-
-
 def _apply_with_latent(node_id: str, file_id: str, model, cond, uncond, latents, names, weight: float):
     """The old Cond/Diff behaviour: patch, and put the (unresized) latents on both conditionings as c_concat."""
     layer = sdxl_patches.load_layer_patches(model, file_id, node=node_id)
@@ -42,11 +35,13 @@ def _apply_with_latent(node_id: str, file_id: str, model, cond, uncond, latents,
     return io.NodeOutput(patched, sdxl_patches.with_c_concat(cond, c_concat), sdxl_patches.with_c_concat(uncond, c_concat))
 
 
-class LayeredDiffusionApply(io.ComfyNode):
+class LayeredDiffusionApply(LayerStackNode):
+    NODE_ID = "LayeredDiffusionApply"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayeredDiffusionApply",
+            node_id=cls.NODE_ID,
             display_name="Layer Diffuse Apply",
             category=LEGACY_CATEGORY,
             description="ComfyUI-layerdiffuse's transparent-foreground node (deprecated; use SDXL Transparent "
@@ -62,8 +57,8 @@ class LayeredDiffusionApply(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, config: str, weight: float) -> io.NodeOutput:
-        node_id = "LayeredDiffusionApply"
-        file_id = _config(node_id, APPLY_CONFIGS, config)
+        node_id = cls.NODE_ID
+        file_id = APPLY_CONFIGS[config]
         if file_id == "layer_sd15_transparent_attn":
             from ..models.attention_sharing import apply_attention_sharing  # the SD1.5 path lives there
 
@@ -94,27 +89,29 @@ def _conditioned_schema(node_id: str, display_name: str, description: str, laten
     )
 
 
-class LayeredDiffusionCondApply(io.ComfyNode):
+class LayeredDiffusionCondApply(LayerStackNode):
+    NODE_ID = "LayeredDiffusionCondApply"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return _conditioned_schema(
-            "LayeredDiffusionCondApply", "Layer Diffuse Cond Apply",
+            cls.NODE_ID, "Layer Diffuse Cond Apply",
             "ComfyUI-layerdiffuse's foreground/background → blended node (deprecated; use SDXL Foreground → Blended "
             "or SDXL Background → Blended). 'latent' must already have the generation size.",
             ("latent",), COND_CONFIGS)
 
     @classmethod
     def execute(cls, model, cond, uncond, latent, config: str, weight: float) -> io.NodeOutput:
-        node_id = "LayeredDiffusionCondApply"
-        file_id = _config(node_id, COND_CONFIGS, config)
-        return _apply_with_latent(node_id, file_id, model, cond, uncond, [latent], ["latent"], weight)
+        return _apply_with_latent(cls.NODE_ID, COND_CONFIGS[config], model, cond, uncond, [latent], ["latent"], weight)
 
 
-class LayeredDiffusionDiffApply(io.ComfyNode):
+class LayeredDiffusionDiffApply(LayerStackNode):
+    NODE_ID = "LayeredDiffusionDiffApply"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return _conditioned_schema(
-            "LayeredDiffusionDiffApply", "Layer Diffuse Diff Apply",
+            cls.NODE_ID, "Layer Diffuse Diff Apply",
             "ComfyUI-layerdiffuse's foreground/background + blended node (deprecated; use SDXL Foreground + Blended "
             "→ Background or SDXL Background + Blended → Transparent Foreground). 'latent' is the given foreground "
             "(SDXL, Foreground) or background (SDXL, Background).",
@@ -122,10 +119,8 @@ class LayeredDiffusionDiffApply(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, cond, uncond, blended_latent, latent, config: str, weight: float) -> io.NodeOutput:
-        node_id = "LayeredDiffusionDiffApply"
-        file_id = _config(node_id, DIFF_CONFIGS, config)
         # c_concat channel order is [given layer, blended] (docs/FORMATS.md#c-concat)
-        return _apply_with_latent(node_id, file_id, model, cond, uncond, [latent, blended_latent],
+        return _apply_with_latent(cls.NODE_ID, DIFF_CONFIGS[config], model, cond, uncond, [latent, blended_latent],
                                   ["latent", "blended_latent"], weight)
 
 

@@ -22,9 +22,16 @@ from ..layer_stack import compositing, files, openraster
 from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_stack.output_paths import check_folder, check_prefix, write_new_file
 from ..layer_stack.stack import LayerStack
-from .alpha import alpha_input, image_input
-from .common import CATEGORY, schema
-from .stack import STACK_TOOLTIP, LayerStackType, check_stack
+from .common import (
+    CATEGORY,
+    STACK_TOOLTIP,
+    LayerStackNode,
+    LayerStackType,
+    alpha_input,
+    check_stack,
+    image_input,
+    schema,
+)
 
 SAVE_CATEGORY = f"{CATEGORY}/save"
 
@@ -100,39 +107,45 @@ def save_layered_files(
     return io.NodeOutput(ui={**preview.as_dict(), extension: saved})
 
 
-class LayerStackSavePSD(io.ComfyNode):
+class LayerStackSavePSD(LayerStackNode):
+    NODE_ID = "LayerStackSavePSD"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return layered_file_schema(
-            "LayerStackSavePSD", "Save Layer Stack (PSD)",
+            cls.NODE_ID, "Save Layer Stack (PSD)",
             "Writes one layered PSD per picture: one pixel layer per stack layer (bottom to top, with its name, "
             "opacity, visibility, alpha and offset) and the composite as the merged image. Opens in Photoshop, "
             "Krita, GIMP and Photopea.")
 
     @classmethod
     def execute(cls, stack, filename_prefix) -> io.NodeOutput:
-        return save_layered_files(cls, "LayerStackSavePSD", stack, filename_prefix, "psd", files.write_psd)
+        return save_layered_files(cls, cls.NODE_ID, stack, filename_prefix, "psd", files.write_psd)
 
 
-class LayerStackSaveORA(io.ComfyNode):
+class LayerStackSaveORA(LayerStackNode):
+    NODE_ID = "LayerStackSaveORA"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return layered_file_schema(
-            "LayerStackSaveORA", "Save Layer Stack (OpenRaster)",
+            cls.NODE_ID, "Save Layer Stack (OpenRaster)",
             "Writes one OpenRaster (.ora) file per picture: one PNG layer per stack layer (name, opacity, "
             "visibility, offset), the composite as the merged image and a thumbnail. Opens natively in Krita and "
             "MyPaint (GIMP needs its OpenRaster plug-in).")
 
     @classmethod
     def execute(cls, stack, filename_prefix) -> io.NodeOutput:
-        return save_layered_files(cls, "LayerStackSaveORA", stack, filename_prefix, "ora", openraster.write_ora)
+        return save_layered_files(cls, cls.NODE_ID, stack, filename_prefix, "ora", openraster.write_ora)
 
 
-class LayerStackSaveRGBA(io.ComfyNode):
+class LayerStackSaveRGBA(LayerStackNode):
+    NODE_ID = "LayerStackSaveRGBA"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackSaveRGBA",
+            node_id=cls.NODE_ID,
             display_name="Save RGBA PNG",
             category=SAVE_CATEGORY,
             description="Writes transparent PNGs (straight alpha) with the prompt and workflow embedded like "
@@ -147,7 +160,7 @@ class LayerStackSaveRGBA(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, filename_prefix, alpha=None) -> io.NodeOutput:
-        node = "LayerStackSaveRGBA"
+        node = cls.NODE_ID
         rgb, a = rgb_and_alpha(image, alpha, node, alpha_required=True)
         text = png_text(cls)
         writers = [lambda out, i=i: files.write_rgba_png(rgb[i], a[i], out, text) for i in range(rgb.shape[0])]

@@ -19,8 +19,17 @@ from ..models import registry
 from ..models.attention_sharing import apply_attention_sharing
 from ..models.conditioning_images import ResizeMode
 from ..models.transparent_vae import TransparentVAE
-from .common import CATEGORY, model_input, patched_model_output, resize_mode_input, schedule_inputs, schema
-from .transparent_vae import PASSES_OPTIONS, LayerVAE
+from .common import (
+    CATEGORY,
+    PASSES_OPTIONS,
+    LayerStackNode,
+    LayerVAE,
+    model_input,
+    patched_model_output,
+    resize_mode_input,
+    schedule_inputs,
+    schema,
+)
 
 SD15_CATEGORY = f"{CATEGORY}/SD1.5"
 LAYER_TAG = "layerstack_layer_file"  # LATENT key: the attention-sharing file whose frames the batch holds
@@ -81,7 +90,7 @@ def _outputs(entry: registry.LayerFile) -> list[io.Output]:
     ]
 
 
-class _SD15Layers(io.ComfyNode):
+class _SD15Layers(LayerStackNode):
     """One attention-sharing file as a node; subclasses name the file and whether a control image comes in."""
 
     FILE_ID: str
@@ -160,7 +169,7 @@ class SD15BackgroundToForeground(_SD15Layers):
 
 # --- splitting the sampled batch -----------------------------------------------------------------------------------
 
-class SD15SplitLayers(io.ComfyNode):
+class SD15SplitLayers(LayerStackNode):
     """The frames of an attention-sharing batch as named layers; transparent frames decoded to RGB + alpha."""
 
     NODE_ID = "LayerStackSD15SplitLayers"
@@ -235,8 +244,6 @@ def _split_entry(node: str, samples, mode: str) -> registry.LayerFile:
             raise node_error(node, "mode", f"one of {list(SPLIT_MODES)} (the latent carries no layer order: it did "
                              f"not come from an SD1.5 layer node, or a node on the way dropped it)", repr(mode))
         return registry.get(tag)
-    if mode not in SPLIT_MODES:
-        raise node_error(node, "mode", f"one of {[MODE_AUTO, *SPLIT_MODES]}", repr(mode))
     return registry.get(SPLIT_MODES[mode])
 
 

@@ -12,7 +12,15 @@ from comfy_api.latest import io
 from ..errors import node_error
 from ..models import registry, sdxl_patches
 from ..models.conditioning_images import encode_condition_image
-from .common import CATEGORY, model_input, patched_model_output, resize_mode_input, schedule_inputs, schema
+from .common import (
+    CATEGORY,
+    LayerStackNode,
+    model_input,
+    patched_model_output,
+    resize_mode_input,
+    schedule_inputs,
+    schema,
+)
 
 SDXL_CATEGORY = f"{CATEGORY}/SDXL"
 MAX_RESOLUTION = 16384  # ComfyUI's nodes.MAX_RESOLUTION; not imported, nodes.py pulls in the whole core
@@ -68,7 +76,7 @@ def _apply(node_id: str, file_id: str, model, positive, negative, weight: float,
 
 # --- transparent foreground ----------------------------------------------------------------------------------------
 
-class SDXLTransparentForeground(io.ComfyNode):
+class SDXLTransparentForeground(LayerStackNode):
     """Makes SDXL generate in the transparent latent space: decode the result with a transparent decoder."""
 
     NODE_ID = "LayerStackSDXLTransparentForeground"
@@ -95,16 +103,13 @@ class SDXLTransparentForeground(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, method: str, weight: float, start_percent: float,
                 stop_percent: float) -> io.NodeOutput:
-        node_id = cls.NODE_ID  # not GET_SCHEMA(): ComfyUI runs execute on a locked clone of the class
-        if method not in TRANSPARENT_METHODS:
-            raise node_error(node_id, "method", f"one of {list(TRANSPARENT_METHODS)}", repr(method))
-        return _apply(node_id, TRANSPARENT_METHODS[method], model, positive, negative, weight, start_percent,
+        return _apply(cls.NODE_ID, TRANSPARENT_METHODS[method], model, positive, negative, weight, start_percent,
                       stop_percent)
 
 
 # --- conditional modes ---------------------------------------------------------------------------------------------
 
-class _SDXLFromLayers(io.ComfyNode):
+class _SDXLFromLayers(LayerStackNode):
     """A conditional SDXL file: given layers (each an IMAGE or a LATENT) steer the generation of another layer."""
 
     FILE_ID: str

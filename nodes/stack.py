@@ -15,47 +15,36 @@ from ..layer_stack import compositing, editing, matting
 from ..layer_stack.inputs import check_image, rgb_and_alpha, same_size_and_batch
 from ..layer_stack.stack import LayerStack, make_layer
 from ..layer_stack.text2layer import text2layer_stack
-from .common import CATEGORY, schema
-
-LayerStackType = io.Custom("LAYER_STACK")
+from .common import (
+    CATEGORY,
+    MASK_IS_LOADIMAGE,
+    STACK_TOOLTIP,
+    LayerStackNode,
+    LayerStackType,
+    check_stack,
+    mask_meaning_input,
+    rgba_outputs,
+    schema,
+)
 
 STACK_CATEGORY = f"{CATEGORY}/stack"
-
-# What a connected MASK means. Our decode nodes output alpha; LoadImage outputs its inverse.
-MASK_IS_ALPHA = "alpha (1 = opaque)"
-MASK_IS_LOADIMAGE = "LoadImage mask (1 = transparent)"
-MASK_MEANINGS = [MASK_IS_ALPHA, MASK_IS_LOADIMAGE]
 
 MASK_MEANING_TOOLTIP = (
     "How to read the connected MASK. 'alpha (1 = opaque)': the LayerStack decode nodes' MASK and Text2Layer's layer "
     "mask m. 'LoadImage mask (1 = transparent)': the MASK of ComfyUI's LoadImage and SplitImageWithAlpha, which is "
     "1 - alpha."
 )
-STACK_TOOLTIP = (
-    "A layer stack: named layers, bottom to top, each straight (un-premultiplied) RGB plus alpha (1 = opaque); "
-    "hidden layers are kept but not composited."
-)
 
 
-def rgba_outputs(subject: str) -> list[io.Output]:
-    """The IMAGE + alpha MASK pair every node that hands out a transparent picture returns."""
-    return [
-        io.Image.Output(display_name="image", tooltip=f"{subject}: straight RGB."),
-        io.Mask.Output(display_name="alpha", tooltip=f"{subject}: alpha (1 = opaque; the inverse of LoadImage's mask)."),
-    ]
-
-
-def mask_meaning_input() -> io.Combo.Input:
-    return io.Combo.Input("mask_meaning", options=MASK_MEANINGS, default=MASK_IS_ALPHA, tooltip=MASK_MEANING_TOOLTIP)
-
-
-class LayerStackFromText2Layer(io.ComfyNode):
+class LayerStackFromText2Layer(LayerStackNode):
     """Text2Layer's (foreground, background, mask) contract as a stack; accepts decode outputs or plain IMAGE/MASK."""
+
+    NODE_ID = "LayerStackFromText2Layer"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackFromText2Layer",
+            node_id=cls.NODE_ID,
             display_name="Layer Stack (Foreground + Background)",
             category=STACK_CATEGORY,
             description="Builds Text2Layer's two-layer image as a stack: background (opaque, bottom), foreground with "
@@ -66,7 +55,7 @@ class LayerStackFromText2Layer(io.ComfyNode):
                 io.Mask.Input("mask", optional=True,
                               tooltip="The foreground's mask; see mask_meaning. Leave unconnected for an RGBA "
                               "foreground."),
-                mask_meaning_input(),
+                mask_meaning_input(MASK_MEANING_TOOLTIP),
                 io.Image.Input("background", optional=True, tooltip="Background (opaque); same size as foreground."),
                 io.Image.Input("blended", optional=True,
                                tooltip="The model's own blended image (e.g. LayerDiffuse fg2ble, joint); kept as a "
@@ -80,7 +69,7 @@ class LayerStackFromText2Layer(io.ComfyNode):
     @classmethod
     def execute(cls, foreground, mask_meaning, include_mask_layer, mask=None, background=None,
                 blended=None) -> io.NodeOutput:
-        node = "LayerStackFromText2Layer"
+        node = cls.NODE_ID
         fg_rgb, fg_alpha = rgb_and_alpha(foreground, mask, node, "foreground", "mask",
                                          mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE, alpha_required=True)
         images = {"foreground": fg_rgb, "mask": fg_alpha}
@@ -94,13 +83,15 @@ class LayerStackFromText2Layer(io.ComfyNode):
         return io.NodeOutput(stack)
 
 
-class LayerStackAddLayer(io.ComfyNode):
+class LayerStackAddLayer(LayerStackNode):
     """Puts one IMAGE (+ MASK) on top of a stack, or starts a stack; chain it for any number of layers."""
+
+    NODE_ID = "LayerStackAddLayer"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackAddLayer",
+            node_id=cls.NODE_ID,
             display_name="Add Layer to Stack",
             category=STACK_CATEGORY,
             description="Adds an image as a new top layer of a stack (or starts a new stack when none is connected). "
@@ -109,7 +100,7 @@ class LayerStackAddLayer(io.ComfyNode):
                 LayerStackType.Input("stack", optional=True, tooltip="The stack to add to; empty = a new stack."),
                 io.Image.Input("image", tooltip="The layer's colours: RGB, or RGBA (alpha last)."),
                 io.Mask.Input("mask", optional=True, tooltip="The layer's mask; see mask_meaning."),
-                mask_meaning_input(),
+                mask_meaning_input(MASK_MEANING_TOOLTIP),
                 io.String.Input("name", default="layer", tooltip="Layer name (unique in the stack; PSD layer name)."),
                 io.Boolean.Input("visible", default=True,
                                  tooltip="Hidden layers are kept (and written to PSD) but not composited."),
@@ -119,7 +110,7 @@ class LayerStackAddLayer(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, mask_meaning, name, visible, stack=None, mask=None) -> io.NodeOutput:
-        node = "LayerStackAddLayer"
+        node = cls.NODE_ID
         rgb, alpha = rgb_and_alpha(image, mask, node, "image", "mask",
                                    mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
         if not name.strip():
@@ -136,11 +127,13 @@ class LayerStackAddLayer(io.ComfyNode):
         return io.NodeOutput(stack.with_layer_on_top(make_layer(name, rgb, alpha, visible)))
 
 
-class LayerStackComposite(io.ComfyNode):
+class LayerStackComposite(LayerStackNode):
+    NODE_ID = "LayerStackComposite"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackComposite",
+            node_id=cls.NODE_ID,
             display_name="Composite Layer Stack",
             category=STACK_CATEGORY,
             description="Flattens the visible layers, bottom to top, with Porter-Duff 'over' on straight alpha. "
@@ -151,15 +144,17 @@ class LayerStackComposite(io.ComfyNode):
 
     @classmethod
     def execute(cls, stack) -> io.NodeOutput:
-        rgb, alpha = compositing.composite(check_stack(stack, "LayerStackComposite"))
+        rgb, alpha = compositing.composite(check_stack(stack, cls.NODE_ID))
         return io.NodeOutput(rgb, alpha)
 
 
-class LayerStackGetLayer(io.ComfyNode):
+class LayerStackGetLayer(LayerStackNode):
+    NODE_ID = "LayerStackGetLayer"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackGetLayer",
+            node_id=cls.NODE_ID,
             display_name="Get Layer from Stack",
             category=STACK_CATEGORY,
             description="Takes one layer out of a stack by name, as RGB + alpha.",
@@ -173,7 +168,7 @@ class LayerStackGetLayer(io.ComfyNode):
 
     @classmethod
     def execute(cls, stack, name) -> io.NodeOutput:
-        node = "LayerStackGetLayer"
+        node = cls.NODE_ID
         stack = check_stack(stack, node)
         if name not in stack.names:
             raise node_error(node, "name", f"one of the stack's layer names {stack.names}", repr(name))
@@ -181,11 +176,13 @@ class LayerStackGetLayer(io.ComfyNode):
         return io.NodeOutput(layer.rgb, layer.alpha)
 
 
-class LayerStackPreview(io.ComfyNode):
+class LayerStackPreview(LayerStackNode):
+    NODE_ID = "LayerStackPreview"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackPreview",
+            node_id=cls.NODE_ID,
             display_name="Preview Layer Stack",
             category=STACK_CATEGORY,
             description="Shows the composite and then every layer (top to bottom, hidden ones too) on a backdrop.",
@@ -200,7 +197,7 @@ class LayerStackPreview(io.ComfyNode):
 
     @classmethod
     def execute(cls, stack, backdrop) -> io.NodeOutput:
-        stack = check_stack(stack, "LayerStackPreview")
+        stack = check_stack(stack, cls.NODE_ID)
         pictures = [compositing.composite(stack)] + [(layer.rgb, layer.alpha) for layer in reversed(stack.layers)]
         # Picture by picture: composite, then its layers, so each batch item's previews sit together.
         flat = torch.stack([compositing.flatten(rgb, alpha, backdrop) for rgb, alpha in pictures], dim=1)
@@ -231,13 +228,16 @@ def node_errors(node: str):
         raise LayerStackError(f"{node}: {e}") from e
 
 
-class LayerStackFromBatch(io.ComfyNode):
+class LayerStackFromBatch(LayerStackNode):
     """An RGBA image batch (a layered generator's output) as a stack, one layer per frame."""
+
+    NODE_ID = "LayerStackFromBatch"
+
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackFromBatch",
+            node_id=cls.NODE_ID,
             display_name="Layer Stack from RGBA Batch",
             category=STACK_CATEGORY,
             description="Makes one layer per frame of an image batch: RGBA (alpha last, e.g. Qwen-Image-Layered's "
@@ -245,7 +245,7 @@ class LayerStackFromBatch(io.ComfyNode):
             inputs=[
                 io.Image.Input("images", tooltip="The layers as a batch: RGBA, or RGB with a mask."),
                 io.Mask.Input("mask", optional=True, tooltip="Alpha per frame for RGB images; see mask_meaning."),
-                mask_meaning_input(),
+                mask_meaning_input(MASK_MEANING_TOOLTIP),
                 order_input(),
                 io.Boolean.Input("drop_first_frame", default=False, tooltip=DROP_FIRST_FRAME_TOOLTIP),
                 io.String.Input("names", default="",
@@ -257,18 +257,20 @@ class LayerStackFromBatch(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, mask_meaning, order, drop_first_frame, names, mask=None) -> io.NodeOutput:
-        node = "LayerStackFromBatch"
+        node = cls.NODE_ID
         rgb, alpha = rgb_and_alpha(images, mask, node, "images", "mask",
                                    mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
         with node_errors(node):
             return io.NodeOutput(editing.stack_from_frames(rgb, alpha, names, order, drop_first_frame))
 
 
-class LayerStackToBatch(io.ComfyNode):
+class LayerStackToBatch(LayerStackNode):
+    NODE_ID = "LayerStackToBatch"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackToBatch",
+            node_id=cls.NODE_ID,
             display_name="Layer Stack to RGBA Batch",
             category=STACK_CATEGORY,
             description="The stack's layers as one RGBA image batch (alpha last, 1 = opaque), one frame per layer; "
@@ -287,7 +289,7 @@ class LayerStackToBatch(io.ComfyNode):
 
     @classmethod
     def execute(cls, stack, order, include_hidden) -> io.NodeOutput:
-        node = "LayerStackToBatch"
+        node = cls.NODE_ID
         stack = check_stack(stack, node)
         with node_errors(node):
             frames, names = editing.stack_to_frames(stack, order, include_hidden)
@@ -298,11 +300,13 @@ def layer_name_input(tooltip: str = "The layer's name.") -> io.String.Input:
     return io.String.Input("name", default="layer_0", tooltip=tooltip)
 
 
-class LayerStackReplaceLayer(io.ComfyNode):
+class LayerStackReplaceLayer(LayerStackNode):
+    NODE_ID = "LayerStackReplaceLayer"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackReplaceLayer",
+            node_id=cls.NODE_ID,
             display_name="Replace Layer in Stack",
             category=STACK_CATEGORY,
             description="Puts an edited image in place of one layer (same place, name, opacity and visibility). "
@@ -312,14 +316,14 @@ class LayerStackReplaceLayer(io.ComfyNode):
                 layer_name_input("The layer to replace."),
                 io.Image.Input("image", tooltip="The new colours: RGB (keeps the layer's alpha) or RGBA."),
                 io.Mask.Input("mask", optional=True, tooltip="The new alpha; see mask_meaning."),
-                mask_meaning_input(),
+                mask_meaning_input(MASK_MEANING_TOOLTIP),
             ],
             outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
         )
 
     @classmethod
     def execute(cls, stack, name, image, mask_meaning, mask=None) -> io.NodeOutput:
-        node = "LayerStackReplaceLayer"
+        node = cls.NODE_ID
         stack = check_stack(stack, node)
         rgb, alpha = rgb_and_alpha(image, mask, node, "image", "mask",
                                    mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
@@ -338,11 +342,13 @@ class LayerStackReplaceLayer(io.ComfyNode):
                                                                             old.opacity)))
 
 
-class LayerStackSetLayer(io.ComfyNode):
+class LayerStackSetLayer(LayerStackNode):
+    NODE_ID = "LayerStackSetLayer"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackSetLayer",
+            node_id=cls.NODE_ID,
             display_name="Set Layer Opacity / Visibility",
             category=STACK_CATEGORY,
             description="Sets one layer's opacity and visibility, and optionally renames it.",
@@ -359,17 +365,19 @@ class LayerStackSetLayer(io.ComfyNode):
 
     @classmethod
     def execute(cls, stack, name, opacity, visible, new_name) -> io.NodeOutput:
-        node = "LayerStackSetLayer"
+        node = cls.NODE_ID
         stack = check_stack(stack, node)
         with node_errors(node):
             return io.NodeOutput(editing.set_properties(stack, name, opacity, visible, new_name))
 
 
-class LayerStackReorder(io.ComfyNode):
+class LayerStackReorder(LayerStackNode):
+    NODE_ID = "LayerStackReorder"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackReorder",
+            node_id=cls.NODE_ID,
             display_name="Reorder Layers",
             category=STACK_CATEGORY,
             description="Puts the layers in a new order, given as all layer names bottom to top, or reverses it.",
@@ -384,7 +392,7 @@ class LayerStackReorder(io.ComfyNode):
 
     @classmethod
     def execute(cls, stack, order) -> io.NodeOutput:
-        node = "LayerStackReorder"
+        node = cls.NODE_ID
         stack = check_stack(stack, node)
         if not order.strip():
             return io.NodeOutput(editing.reversed_stack(stack))
@@ -396,11 +404,13 @@ ESTIMATE_COLORS = "estimate edge colours (blur-fusion)"
 NAIVE_CUT = "naive cut (image colours)"
 
 
-class LayerStackSplitByMask(io.ComfyNode):
+class LayerStackSplitByMask(LayerStackNode):
+    NODE_ID = "LayerStackSplitByMask"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackSplitByMask",
+            node_id=cls.NODE_ID,
             display_name="Split Image by Mask (Foreground + Background)",
             category=STACK_CATEGORY,
             description="Splits an image by a mask from any source (background removal, a segmenter, a painted "
@@ -410,7 +420,7 @@ class LayerStackSplitByMask(io.ComfyNode):
             inputs=[
                 io.Image.Input("image", tooltip="The picture to split (RGB; the alpha of an RGBA image is ignored)."),
                 io.Mask.Input("mask", tooltip="The foreground's mask; see mask_meaning."),
-                mask_meaning_input(),
+                mask_meaning_input(MASK_MEANING_TOOLTIP),
                 io.Combo.Input("method", options=[ESTIMATE_COLORS, NAIVE_CUT], default=ESTIMATE_COLORS,
                                tooltip="How colours on the soft edge are found: estimated foreground and background "
                                "colours (no halo), or the image's own colours in both layers."),
@@ -424,19 +434,11 @@ class LayerStackSplitByMask(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, mask, mask_meaning, method, hole_threshold) -> io.NodeOutput:
-        node = "LayerStackSplitByMask"
+        node = cls.NODE_ID
         rgb = check_image(image, node, "image")[..., :3]
         rgb, alpha = rgb_and_alpha(rgb, mask, node, "image", "mask",
                                    mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
-        if method not in (ESTIMATE_COLORS, NAIVE_CUT):
-            raise node_error(node, "method", f"one of {[ESTIMATE_COLORS, NAIVE_CUT]}", repr(method))
         return io.NodeOutput(matting.split_by_mask(rgb, alpha, method == ESTIMATE_COLORS, hole_threshold))
-
-
-def check_stack(stack: object, node: str, input_name: str = "stack") -> LayerStack:
-    if not isinstance(stack, LayerStack):
-        raise node_error(node, input_name, "a LAYER_STACK", f"a {type(stack).__name__}")
-    return stack
 
 
 def _match_stack_batch(stack: LayerStack, rgb: torch.Tensor, alpha: torch.Tensor, node: str):

@@ -16,27 +16,18 @@ from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_vae import runtime
 from ..models.registry import Family
 from ..models.transparent_vae import TransparentVAE, family_from
-from .common import CATEGORY, schema
+from .common import CATEGORY, MASK_IS_LOADIMAGE, PASSES_OPTIONS, LayerStackNode, LayerVAE, mask_meaning_input, schema
 
 VAE_CATEGORY = f"{CATEGORY}/transparent VAE"
-LayerVAE = io.Custom("LAYER_VAE")
-
-PASSES_OPTIONS = [str(p) for p in runtime.PASSES_CHOICES]
-MASK_IS_ALPHA = "alpha (1 = opaque)"
-MASK_IS_LOADIMAGE = "LoadImage mask (1 = transparent)"
 
 
-def _passes(node: str, passes: str) -> int:
-    if passes not in PASSES_OPTIONS:
-        raise node_error(node, "passes", f"one of {PASSES_OPTIONS}", repr(passes))
-    return int(passes)
+class LoadTransparentVAE(LayerStackNode):
+    NODE_ID = "LayerStackLoadTransparentVAE"
 
-
-class LoadTransparentVAE(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackLoadTransparentVAE",
+            node_id=cls.NODE_ID,
             display_name="Load Transparent VAE",
             category=VAE_CATEGORY,
             description="The LayerDiffuse transparent decoder and offset encoder of one model family (SD1.5 or "
@@ -55,7 +46,7 @@ class LoadTransparentVAE(io.ComfyNode):
 
     @classmethod
     def execute(cls, family: str, allow_download: bool, model=None) -> io.NodeOutput:
-        node = "LayerStackLoadTransparentVAE"
+        node = cls.NODE_ID
         chosen = family_from(node, family, model)
         return io.NodeOutput(TransparentVAE(chosen, download=allow_download))
 
@@ -75,11 +66,13 @@ def _decode_inputs() -> list[io.Input]:
     ]
 
 
-class TransparentDecode(io.ComfyNode):
+class TransparentDecode(LayerStackNode):
+    NODE_ID = "LayerStackTransparentDecode"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackTransparentDecode",
+            node_id=cls.NODE_ID,
             display_name="Transparent Decode",
             category=VAE_CATEGORY,
             description="Turns a transparent latent (LayerDiffuse) into RGB + alpha with the transparent decoder. "
@@ -97,20 +90,22 @@ class TransparentDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, layer_vae, samples, images, passes: str, sub_batch_size: int) -> io.NodeOutput:
-        node = "LayerStackTransparentDecode"
+        node = cls.NODE_ID
         if not isinstance(layer_vae, TransparentVAE):
             raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
-        decoded = runtime.decode(layer_vae, images, samples["samples"], node=node, passes=_passes(node, passes),
+        decoded = runtime.decode(layer_vae, images, samples["samples"], node=node, passes=int(passes),
                                  sub_batch_size=sub_batch_size or None)
         alpha, rgb = decoded[..., 0], decoded[..., 1:]
         return io.NodeOutput(rgb, alpha, torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1))
 
 
-class TransparentEncode(io.ComfyNode):
+class TransparentEncode(LayerStackNode):
+    NODE_ID = "LayerStackTransparentEncode"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackTransparentEncode",
+            node_id=cls.NODE_ID,
             display_name="Transparent Encode (RGBA)",
             category=VAE_CATEGORY,
             description="Encodes an RGBA image into a latent that keeps its transparency, for img2img / inpaint "
@@ -121,9 +116,8 @@ class TransparentEncode(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The checkpoint's ordinary VAE."),
                 io.Image.Input("image", tooltip="RGB (then connect 'mask') or RGBA [B,H,W,4]; straight alpha."),
                 io.Mask.Input("mask", optional=True, tooltip="The alpha, when 'image' is RGB; see 'mask_meaning'."),
-                io.Combo.Input("mask_meaning", options=[MASK_IS_ALPHA, MASK_IS_LOADIMAGE], default=MASK_IS_ALPHA,
-                               tooltip="LoadImage's MASK is 1 where the PNG is transparent: pick the second option "
-                                       "for it. LayerStack's own alpha outputs are the first."),
+                mask_meaning_input("LoadImage's MASK is 1 where the PNG is transparent: pick the second option for "
+                                   "it. LayerStack's own alpha outputs are the first."),
                 io.Float.Input("offset_multiplier", default=1.0, min=0.0, max=1000.0, step=0.01,
                                tooltip="Scale of the transparency offset added to the VAE latent. 1 with the "
                                        "official LayerDiffusion files; 0 gives a plain VAE encode of the image "
@@ -134,11 +128,9 @@ class TransparentEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, layer_vae, vae, image, mask_meaning: str, offset_multiplier: float, mask=None) -> io.NodeOutput:
-        node = "LayerStackTransparentEncode"
+        node = cls.NODE_ID
         if not isinstance(layer_vae, TransparentVAE):
             raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
-        if mask_meaning not in (MASK_IS_ALPHA, MASK_IS_LOADIMAGE):
-            raise node_error(node, "mask_meaning", f"{MASK_IS_ALPHA!r} or {MASK_IS_LOADIMAGE!r}", repr(mask_meaning))
         rgb, alpha = rgb_and_alpha(image, mask, node, alpha_input="mask", alpha_required=True,
                                    mask_is_inverted=mask_meaning == MASK_IS_LOADIMAGE)
         latent = runtime.encode(layer_vae, vae, rgb.movedim(-1, 1), alpha.unsqueeze(1), node=node,
@@ -146,11 +138,13 @@ class TransparentEncode(io.ComfyNode):
         return io.NodeOutput({"samples": latent})
 
 
-class PreviewRGBA(io.ComfyNode):
+class PreviewRGBA(LayerStackNode):
+    NODE_ID = "LayerStackPreviewRGBA"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackPreviewRGBA",
+            node_id=cls.NODE_ID,
             display_name="Preview RGBA",
             category=VAE_CATEGORY,
             description="Shows an RGBA image (or RGB + alpha) over a grey checkerboard, the way Forge's "
@@ -166,7 +160,7 @@ class PreviewRGBA(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, alpha=None) -> io.NodeOutput:
-        rgb, alpha = rgb_and_alpha(image, alpha, "LayerStackPreviewRGBA", alpha_required=True)
+        rgb, alpha = rgb_and_alpha(image, alpha, cls.NODE_ID, alpha_required=True)
         preview = flatten(rgb, alpha, "checkerboard")
         return io.NodeOutput(preview, ui=ui.PreviewImage(preview, cls=cls))
 

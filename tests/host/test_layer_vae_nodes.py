@@ -17,9 +17,8 @@ from layerstack.layer_vae.vae_posterior import vae_posterior
 from layerstack.models.registry import Family
 from layerstack.models.transparent_vae import TransparentVAE
 from layerstack.nodes import legacy_decode, transparent_vae
+from layerstack.nodes.common import MASK_IS_ALPHA, MASK_IS_LOADIMAGE
 from layerstack.nodes.transparent_vae import (
-    MASK_IS_ALPHA,
-    MASK_IS_LOADIMAGE,
     LoadTransparentVAE,
     TransparentDecode,
     TransparentEncode,

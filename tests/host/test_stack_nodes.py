@@ -9,17 +9,18 @@ from fixtures.rgba_images import rand
 from layerstack.errors import LayerStackError
 from layerstack.layer_stack.text2layer import text2layer_stack
 from layerstack.nodes import stack as stack_nodes
+from layerstack.nodes.common import MASK_IS_ALPHA, MASK_IS_LOADIMAGE
 
 
 def test_text2layer_node_accepts_decode_outputs_and_loadimage_masks():
     fg, bg, alpha = rand(1, 8, 8, 3, seed=1), rand(1, 8, 8, 3, seed=2), rand(1, 8, 8, seed=3)
     node = stack_nodes.LayerStackFromText2Layer
-    from_decode = node.execute(foreground=fg, mask=alpha, mask_meaning=stack_nodes.MASK_IS_ALPHA,
+    from_decode = node.execute(foreground=fg, mask=alpha, mask_meaning=MASK_IS_ALPHA,
                                include_mask_layer=False, background=bg)[0]
-    from_load_image = node.execute(foreground=fg, mask=1 - alpha, mask_meaning=stack_nodes.MASK_IS_LOADIMAGE,
+    from_load_image = node.execute(foreground=fg, mask=1 - alpha, mask_meaning=MASK_IS_LOADIMAGE,
                                    include_mask_layer=False, background=bg)[0]
     from_rgba = node.execute(foreground=torch.cat([fg, alpha[..., None]], -1),
-                             mask_meaning=stack_nodes.MASK_IS_ALPHA, include_mask_layer=True, background=bg)[0]
+                             mask_meaning=MASK_IS_ALPHA, include_mask_layer=True, background=bg)[0]
     assert torch.equal(from_decode.get("foreground").alpha, alpha)
     assert torch.allclose(from_load_image.get("foreground").alpha, alpha, atol=1e-7)
     assert torch.equal(from_rgba.get("foreground").alpha, alpha) and from_rgba.names[-1] == "mask"
@@ -27,7 +28,7 @@ def test_text2layer_node_accepts_decode_outputs_and_loadimage_masks():
 
 def test_text2layer_node_repeats_a_single_background_over_the_batch():
     out = stack_nodes.LayerStackFromText2Layer.execute(
-        foreground=rand(3, 8, 8, 3, seed=1), mask=rand(3, 8, 8, seed=2), mask_meaning=stack_nodes.MASK_IS_ALPHA,
+        foreground=rand(3, 8, 8, 3, seed=1), mask=rand(3, 8, 8, seed=2), mask_meaning=MASK_IS_ALPHA,
         include_mask_layer=False, background=rand(1, 8, 8, 3, seed=3))[0]
     assert out.batch_size == 3
     assert torch.equal(out.get("background").rgb[0], out.get("background").rgb[2])
@@ -48,29 +49,29 @@ def test_text2layer_node_repeats_a_single_background_over_the_batch():
 )
 def test_text2layer_node_names_the_bad_input(kwargs, message):
     with pytest.raises(LayerStackError, match=r"LayerStackFromText2Layer: " + message):
-        stack_nodes.LayerStackFromText2Layer.execute(mask_meaning=stack_nodes.MASK_IS_ALPHA, include_mask_layer=False,
+        stack_nodes.LayerStackFromText2Layer.execute(mask_meaning=MASK_IS_ALPHA, include_mask_layer=False,
                                                      **kwargs)
 
 
 def test_add_layer_chains_into_a_stack_and_checks_it():
     add = stack_nodes.LayerStackAddLayer.execute
-    first = add(image=rand(1, 6, 7, 3, seed=1), mask_meaning=stack_nodes.MASK_IS_ALPHA, name="paper", visible=True)[0]
+    first = add(image=rand(1, 6, 7, 3, seed=1), mask_meaning=MASK_IS_ALPHA, name="paper", visible=True)[0]
     assert first.names == ["paper"] and torch.equal(first.layers[0].alpha, torch.ones(1, 6, 7))
-    second = add(stack=first, image=rand(2, 6, 7, 4, seed=2), mask_meaning=stack_nodes.MASK_IS_ALPHA, name="ink",
+    second = add(stack=first, image=rand(2, 6, 7, 4, seed=2), mask_meaning=MASK_IS_ALPHA, name="ink",
                  visible=False)[0]
     assert second.names == ["paper", "ink"] and second.batch_size == 2 and not second.layers[1].visible
     assert first.names == ["paper"]  # the input stack is untouched
     with pytest.raises(LayerStackError, match=r"LayerStackAddLayer: input 'name' expected a name not already"):
-        add(stack=second, image=rand(1, 6, 7, 3, seed=3), mask_meaning=stack_nodes.MASK_IS_ALPHA, name="ink",
+        add(stack=second, image=rand(1, 6, 7, 3, seed=3), mask_meaning=MASK_IS_ALPHA, name="ink",
             visible=True)
     with pytest.raises(LayerStackError, match=r"input 'image' expected height x width 6x7 \(the stack's size\)"):
-        add(stack=second, image=rand(1, 7, 6, 3, seed=3), mask_meaning=stack_nodes.MASK_IS_ALPHA, name="x",
+        add(stack=second, image=rand(1, 7, 6, 3, seed=3), mask_meaning=MASK_IS_ALPHA, name="x",
             visible=True)
     with pytest.raises(LayerStackError, match=r"input 'image' expected batch size 1 or 2"):
-        add(stack=second, image=rand(3, 6, 7, 3, seed=3), mask_meaning=stack_nodes.MASK_IS_ALPHA, name="x",
+        add(stack=second, image=rand(3, 6, 7, 3, seed=3), mask_meaning=MASK_IS_ALPHA, name="x",
             visible=True)
     with pytest.raises(LayerStackError, match=r"input 'stack' expected a LAYER_STACK, got a Tensor"):
-        add(stack=torch.zeros(1), image=rand(1, 6, 7, 3, seed=3), mask_meaning=stack_nodes.MASK_IS_ALPHA, name="x",
+        add(stack=torch.zeros(1), image=rand(1, 6, 7, 3, seed=3), mask_meaning=MASK_IS_ALPHA, name="x",
             visible=True)
 
 
