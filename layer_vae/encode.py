@@ -1,8 +1,9 @@
 """Transparent encode (docs/FORMATS.md#encode): an RGBA image -> a latent the transparent decoder
 turns back into the same RGBA.
 
-The ordinary VAE encodes the image composited on mid-grey; the offset encoder reads
-[alpha, padded RGB] and moves the VAE posterior mean by ``std * offset * multiplier``.
+The ordinary VAE encodes the image composited on mid-grey (in the VAE's [-1, 1] range that is
+``(2 * rgb - 1) * alpha``, the Flux reference's premultiplied input too); the offset encoder reads
+alpha + padded RGB and moves the VAE posterior mean by ``std * offset * multiplier``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ def composite_on_grey(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return rgb * alpha + GREY * (1.0 - alpha)
 
 
-def offset_encoder_input(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """[B,4,H,W] = [alpha, padded R, G, B]: the order the SD1.5/SDXL offset encoders were trained on."""
-    return torch.cat([alpha.float(), pad_rgb(rgb, alpha)], dim=1)
+def offset_encoder_input(rgb: torch.Tensor, alpha: torch.Tensor, alpha_last: bool = False) -> torch.Tensor:
+    """[B,4,H,W] = [alpha, padded R, G, B], the order the SD1.5/SDXL offset encoders were trained on;
+    ``alpha_last`` gives [padded R, G, B, alpha], the Flux encoder's order."""
+    parts = [alpha.float(), pad_rgb(rgb, alpha)]
+    return torch.cat(parts[::-1] if alpha_last else parts, dim=1)
 
 
 def offset_latent(mean: torch.Tensor, std: torch.Tensor, offset: torch.Tensor, multiplier: float = 1.0) -> torch.Tensor:

@@ -18,6 +18,7 @@ from .. import host
 from ..errors import LayerStackError
 from . import decode as decode_mod
 from . import encode as encode_mod
+from . import layout as layout_mod
 from .offset_encoder import LatentTransparencyOffsetEncoder
 from .state_dict import load_strict
 from .unet1024 import SIZE_MULTIPLE, UNet1024
@@ -31,6 +32,7 @@ ACTIVATION_CHANNELS = 480
 RESULT_BYTES_PER_PIXEL = 64
 PASSES_CHOICES = (8, 4, 2, 1)
 ENCODE_BATCH = 8  # the offset encoder is small; this only bounds its activations
+LATENT_NAMES = {4: "an SD1.5/SDXL latent", 16: "a Flux latent"}
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:
@@ -59,33 +61,51 @@ def managed(module: torch.nn.Module, dtype: Optional[torch.dtype] = None):
     return patcher(module, load_device=load_device, offload_device=mm.vae_offload_device())
 
 
-def decoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None, hint=None):
+def decoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None, hint=None,
+                            latent_channels: int = layout_mod.SD.latent_channels):
     with torch.device("meta"):
-        net = UNet1024(ops=_comfy_ops())
-    load_strict(net, state_dict, source=source, what="UNet1024 transparent decoder", assign=True, hint=hint)
+        net = UNet1024(ops=_comfy_ops(), latent_channels=latent_channels)
+    what = f"UNet1024 transparent decoder ({latent_channels}-channel latents)"
+    load_strict(net, state_dict, source=source, what=what, assign=True, hint=hint)
     return managed(net, dtype)
 
 
-def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None, hint=None):
+def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, source: str, dtype=None, hint=None,
+                            latent_channels: int = layout_mod.SD.latent_channels):
     with torch.device("meta"):
-        net = LatentTransparencyOffsetEncoder(ops=_comfy_ops())
-    load_strict(net, state_dict, source=source, what="latent-transparency offset encoder", assign=True, hint=hint)
+        net = LatentTransparencyOffsetEncoder(ops=_comfy_ops(), latent_channels=latent_channels)
+    what = f"latent-transparency offset encoder ({latent_channels}-channel latents)"
+    load_strict(net, state_dict, source=source, what=what, assign=True, hint=hint)
     return managed(net, dtype)
+
+
+def layout_of(tvae) -> layout_mod.Layout:
+    """How the LAYER_VAE's networks are wired (SD when it does not say)."""
+    return getattr(tvae, "layout", layout_mod.SD)
 
 
 # --- checks shared by the decode nodes ---------------------------------------------------------------------------------
 
 
-def check_decode_inputs(node: str, images: torch.Tensor, samples: torch.Tensor) -> None:
+def latent_channel_error(node: str, input_name: str, layout: layout_mod.Layout, got: object) -> LayerStackError:
+    """Wrong latent for this transparent VAE, saying which family the latent looks like."""
+    channels = layout.latent_channels
+    expected = f"{LATENT_NAMES[channels]} [B,{channels},H/8,W/8] for the {layout.name} transparent VAE"
+    hint = ""
+    if isinstance(got, torch.Tensor) and got.ndim == 4 and got.shape[1] in LATENT_NAMES and got.shape[1] != channels:
+        hint = (f" That is {LATENT_NAMES[got.shape[1]]}: pick the matching family in Load Transparent VAE "
+                "(or connect the model there).")
+    shown = list(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+    return LayerStackError(f"{node}: input '{input_name}' expected {expected}, got {shown}.{hint}")
+
+
+def check_decode_inputs(node: str, images: torch.Tensor, samples: torch.Tensor,
+                        layout: layout_mod.Layout = layout_mod.SD) -> None:
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (3, 4):
         got = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise LayerStackError(f"{node}: input 'images' expected an IMAGE [B,H,W,3], got {got}.")
-    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.shape[1] != 4:
-        got = list(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
-        raise LayerStackError(
-            f"{node}: input 'samples' expected an SD1.5/SDXL LATENT [B,4,H/8,W/8], got {got} "
-            "(other model families' latents cannot be decoded with the transparent decoder)."
-        )
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.shape[1] != layout.latent_channels:
+        raise latent_channel_error(node, "samples", layout, samples)
     b, h, w, _ = images.shape
     lb, _, lh, lw = samples.shape
     if (h, w) != (lh * 8, lw * 8):
@@ -128,7 +148,8 @@ def decode(
     passes: int = 8,
     sub_batch_size: Optional[int] = None,
 ) -> torch.Tensor:
-    """IMAGE [B,H,W,3] + raw LATENT samples -> [B,H,W,4] (alpha first) fp32 on the intermediate device.
+    """IMAGE [B,H,W,3] + raw LATENT samples -> [B,H,W,4] (alpha first, whatever the decoder's own order) fp32 on
+    the intermediate device.
 
     ``sub_batch_size``: UNet samples per forward call (one image pass = one sample); None picks it
     (auto_sub_batch). Out of memory halves it and retries.
@@ -136,7 +157,8 @@ def decode(
     import comfy.model_management as mm
     import comfy.utils
 
-    check_decode_inputs(node, images, samples)
+    layout = layout_of(tvae)
+    check_decode_inputs(node, images, samples, layout)
     if passes not in PASSES_CHOICES:
         raise LayerStackError(f"{node}: input 'passes' expected one of {PASSES_CHOICES}, got {passes}.")
     patcher = tvae.decoder()
@@ -166,6 +188,8 @@ def decode(
                 on_forward=functools.partial(bar.update, 1),
                 check_interrupt=mm.throw_exception_if_processing_interrupted,
             )
+            if layout.alpha_last:
+                out = out[:, [3, 0, 1, 2]]  # per-channel median and clip commute with this reordering
             return out.movedim(1, -1)
         except Exception as error:
             if not host.is_oom(error) or sub_batch_size <= 1:
@@ -202,7 +226,8 @@ def encode(
     node: str,
     multiplier: float = 1.0,
 ) -> torch.Tensor:
-    """RGBA (rgb [B,3,H,W], alpha [B,1,H,W]) -> raw latent [B,4,H/8,W/8] for KSampler.
+    """RGBA (rgb [B,3,H,W], alpha [B,1,H,W]) -> raw latent [B,C,H/8,W/8] for KSampler (docs/FORMATS.md#encode,
+    #flux-encode: channel order and offset scale come from the LAYER_VAE's layout).
 
     The image is cropped to a multiple of 8 the way ComfyUI's VAEEncode crops.
     """
@@ -215,7 +240,9 @@ def encode(
             f"{node}: input 'image' expected at least 8x8 pixels, got {rgb.shape[3]}x{rgb.shape[2]}."
         )
 
-    mean, std = vae_posterior(vae, encode_mod.composite_on_grey(rgb, alpha).movedim(1, -1), node=node)
+    layout = layout_of(tvae)
+    mean, std = vae_posterior(vae, encode_mod.composite_on_grey(rgb, alpha).movedim(1, -1), node=node,
+                              latent_channels=layout.latent_channels)
 
     patcher = tvae.encoder()
     device = patcher.load_device
@@ -225,6 +252,6 @@ def encode(
     for start in range(0, rgb.shape[0], ENCODE_BATCH):
         mm.throw_exception_if_processing_interrupted()
         part = slice(start, start + ENCODE_BATCH)
-        x = encode_mod.offset_encoder_input(rgb[part], alpha[part])
+        x = encode_mod.offset_encoder_input(rgb[part], alpha[part], alpha_last=layout.alpha_last)
         offsets.append(patcher.model(x.to(device=device, dtype=dtype)).float().to(mean.device))
-    return encode_mod.offset_latent(mean, std, torch.cat(offsets), multiplier)
+    return encode_mod.offset_latent(mean, std, torch.cat(offsets), multiplier * layout.offset_scale)

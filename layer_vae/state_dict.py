@@ -37,6 +37,20 @@ def state_dict_mismatch(
     return missing, unexpected, misshapen
 
 
+# The one layer whose width depends on the latent channels, in the decoder and in the encoder.
+_LATENT_LAYERS = {"latent_conv_in.weight": 1, "blocks.16.weight": 0}
+_FAMILY_OF_CHANNELS = {4: "an SD1.5/SDXL file", 16: "the Flux TransparentVAE"}
+
+
+def _latent_hint(wrong: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> str:
+    for key, want, got in wrong:
+        dim = _LATENT_LAYERS.get(key)
+        if dim is not None and len(got) > dim and got[dim] in _FAMILY_OF_CHANNELS:
+            return (f" {key} is for {got[dim]}-channel latents, as in {_FAMILY_OF_CHANNELS[got[dim]]}, where "
+                    f"{want[dim]} are expected: pick the matching family.")
+    return ""
+
+
 def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str,
                      hint: Hint | None = None) -> None:
     """Raise LayerStackError unless ``state_dict`` has exactly the module's keys and shapes.
@@ -59,7 +73,7 @@ def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], 
         f"{source}: is not a {what} state dict (expected {len(expected)} tensors, got {len(state_dict)}): "
         + "; ".join(problems)
         + "."
-        + (hint(state_dict) if hint else "")
+        + (_latent_hint(wrong) or (hint(state_dict) if hint else ""))
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import LayerStackError
-from .registry import FOLDER_NAME, LayerFile, get, identify, problems
+from .registry import BUNDLE_IGNORED_PREFIX, FOLDER_NAME, Kind, LayerFile, get, identify, problems
 
 DOWNLOAD_ENV = "LAYERSTACK_ALLOW_DOWNLOAD"
 log = logging.getLogger("layerstack")
@@ -34,14 +34,31 @@ def download_allowed(explicit: bool = False) -> bool:
     return explicit or os.environ.get(DOWNLOAD_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def search_folders(entry: LayerFile) -> list[str]:
+    """layer_model folders first, then the entry's other ComfyUI folders (e.g. loras for the Flux LoRA)."""
+    folders = list(layer_model_folders())
+    if not entry.other_folders:
+        return folders
+    import folder_paths
+
+    for name in entry.other_folders:
+        folders += [f for f in folder_paths.get_folder_paths(name) if f not in folders]
+    return folders
+
+
 def find_layer_file(entry: LayerFile | str) -> str:
-    """Path of an official file in any `layer_model` folder; a clear error naming folders and URL if missing."""
+    """Path of an official file in any search folder; a clear error naming folders and URL if missing.
+
+    In each folder a safetensors copy written by convert_to_safetensors wins over the pickled original.
+    """
     entry = get(entry) if isinstance(entry, str) else entry
-    folders = layer_model_folders()
+    folders = search_folders(entry)
+    names = [n for n in (entry.converted_filename, entry.filename) if n]
     for folder in folders:
-        path = os.path.join(folder, entry.filename)
-        if os.path.isfile(path):
-            return path
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path):
+                return path
     searched = "\n".join(f"  - {f}" for f in folders) or "  (no layer_model folder is registered)"
     raise LayerStackError(
         f"Layer file {entry.filename} ({entry.family.value} {entry.role}) was not found.\n"
@@ -73,17 +90,89 @@ def load_layer_file(entry: LayerFile | str, *, download: bool = False) -> Loaded
 
 
 def read_layer_file(entry: LayerFile, path: str) -> dict[str, torch.Tensor]:
+    """The key-checked state dict of a file; of a TRANSPARENT_VAE bundle only the parts the pack uses."""
     import safetensors.torch
 
-    try:
-        state_dict = safetensors.torch.load_file(path, device="cpu")
-    except Exception as e:  # safetensors raises several types for truncated or foreign files
-        raise LayerStackError(
-            f"{path}: cannot be read as a safetensors file ({type(e).__name__}: {e}). "
-            f"It may be truncated or not a LayerDiffuse file; delete it and download {entry.filename} again from {entry.url}."
-        ) from e
+    if not (entry.suffix == ".pth" and _is_pickle(path)):
+        try:
+            state_dict = safetensors.torch.load_file(path, device="cpu")
+        except Exception as e:  # safetensors raises several types for truncated or foreign files
+            raise LayerStackError(
+                f"{path}: cannot be read as a safetensors file ({type(e).__name__}: {e}). It may be truncated or "
+                f"not a LayerDiffuse file; delete it and download {entry.filename} again from {entry.url}."
+            ) from e
+    else:
+        state_dict = read_tensor_pickle(path, entry)
     validate_layer_state_dict(entry, state_dict, source=path)
+    if entry.kind is Kind.TRANSPARENT_VAE:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(BUNDLE_IGNORED_PREFIX)}
     return state_dict
+
+
+def _is_pickle(path: str) -> bool:
+    """A torch.save zip archive or a bare pickle (protocol 2+), by the first bytes; safetensors starts otherwise."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
+def read_tensor_pickle(path: str, entry: LayerFile) -> dict[str, torch.Tensor]:
+    """A torch.save file of plain tensors, read with torch's restricted unpickler (weights_only=True).
+
+    That unpickler builds only tensors and containers and refuses any other global, so a file carrying code is
+    rejected before anything in it runs. There is no fallback to a full unpickle (docs/FORMATS.md#flux-transparent-vae-file).
+    """
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for foreign globals; RuntimeError/EOFError for damaged files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LayerStackError(
+            f"{path}: refused. LayerStack reads {entry.filename} only as plain tensors (torch.load with "
+            f"weights_only=True) and never runs code from a pickle; this file is not plain tensors or is damaged "
+            f"({type(e).__name__}: {reason}). Download the official file again from {entry.url}."
+        ) from None
+    if not isinstance(loaded, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()):
+        raise LayerStackError(
+            f"{path}: expected a state dict (names -> tensors) as in the official {entry.filename}, "
+            f"got {type(loaded).__name__}."
+        )
+    return dict(loaded)
+
+
+def convert_to_safetensors(entry: LayerFile, path: str, state_dict: Mapping[str, torch.Tensor] | None = None) -> str:
+    """Write the used parts of a pickled file as a safetensors file beside it (entry.converted_filename).
+
+    Later loads find that file first and need no pickle at all. Never overwrites: an existing file of that name is
+    left as it is and returned. The copy is validated before it appears under its final name. ``state_dict``: the
+    file's content as read_layer_file returned it, to spare a second read.
+    """
+    if not entry.converted_filename or not _is_pickle(path):
+        return path
+    import safetensors.torch
+
+    folder = os.path.dirname(path)
+    target = os.path.join(folder, entry.converted_filename)
+    if os.path.exists(target):
+        log.info("LayerStack: %s already exists; not converting %s again", target, path)
+        return target
+    if state_dict is None:
+        state_dict = read_layer_file(entry, path)
+    state_dict = {k: v.contiguous() for k, v in state_dict.items()}
+    fd, partial = tempfile.mkstemp(prefix=entry.converted_filename + ".", suffix=".part", dir=folder)
+    os.close(fd)
+    try:
+        safetensors.torch.save_file(state_dict, partial, metadata={
+            "layerstack_source": os.path.basename(path), "layerstack_note": f"{entry.filename} without sd_vae.*"})
+        read_layer_file(entry, partial)
+        _move_into_place(partial, target)
+    except OSError as e:
+        raise LayerStackError(f"could not write {target} (conversion of {path}): {e}") from e
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    log.info("LayerStack: wrote %s (the decoder and encoder of %s, no pickle)", target, path)
+    return target
 
 
 def validate_layer_state_dict(entry: LayerFile, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -136,9 +225,9 @@ def _move_into_place(partial: str, target: str) -> None:
         os.link(partial, target)  # unlike os.replace, a link fails instead of overwriting a file that appeared meanwhile
         return
     except FileExistsError:
-        raise LayerStackError(f"{target} appeared during the download; it was left untouched.") from None
+        raise LayerStackError(f"{target} appeared while LayerStack was writing it; it was left untouched.") from None
     except OSError:
         pass  # a filesystem without hard links: check, then rename
     if os.path.exists(target):
-        raise LayerStackError(f"{target} appeared during the download; it was left untouched.")
+        raise LayerStackError(f"{target} appeared while LayerStack was writing it; it was left untouched.")
     os.replace(partial, target)

@@ -1,6 +1,8 @@
-"""The table of the 14 official LayerDiffuse files: what each is, where it comes from, and how to recognise it.
+"""The table of the official LayerDiffuse files: what each is, where it comes from, and how to recognise it.
 
-Loaders, error messages, docs and tests all read this one table (docs/FORMATS.md#files).
+The 14 SD1.5/SDXL files of LayerDiffusion/layerdiffusion-v1 (docs/FORMATS.md#files) and the 2 Flux files of
+RedAIGC/Flux-version-LayerDiffuse (docs/FORMATS.md#flux-files). Loaders, error messages, docs and tests all read
+this one table.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 BASE_URL = "https://huggingface.co/LayerDiffusion/layerdiffusion-v1/resolve/main/"
+FLUX_BASE_URL = "https://huggingface.co/RedAIGC/Flux-version-LayerDiffuse/resolve/main/"
+FLUX_LICENCE = ("weights tagged AFL-3.0 on Hugging Face; they only work with FLUX.1-dev, whose FLUX.1 [dev] "
+                "Non-Commercial License bounds their use")
 FOLDER_NAME = "layer_model"  # the folder name Forge and ComfyUI-layerdiffuse use, so existing downloads are found
 
 
 class Family(str, enum.Enum):
     SD15 = "SD15"
     SDXL = "SDXL"
+    FLUX = "Flux"
 
 
 class Kind(str, enum.Enum):
@@ -23,6 +29,15 @@ class Kind(str, enum.Enum):
     ATTENTION_SHARING = "attention_sharing"  # "hookers.layers.*" modules for the 32 SD1.5 attention layers
     DECODER = "decoder"  # UNet1024 transparent decoder
     ENCODER = "encoder"  # latent-transparency offset encoder
+    # One pickle holding a decoder (decoder.*), an offset encoder (encoder.*) and a copy of the ordinary VAE (sd_vae.*,
+    # not used): the Flux TransparentVAE.pth (docs/FORMATS.md#flux-transparent-vae-file).
+    TRANSPARENT_VAE = "transparent_vae"
+    FLUX_LORA = "flux_lora"  # a LoRA for ComfyUI's Flux model, applied through comfy.lora (docs/FORMATS.md#flux-layer-lora)
+
+
+# Parts of a TRANSPARENT_VAE file the pack loads, by the network kind they hold; everything else must be sd_vae.*.
+BUNDLE_PARTS = {Kind.DECODER: "decoder.", Kind.ENCODER: "encoder."}
+BUNDLE_IGNORED_PREFIX = "sd_vae."
 
 
 @dataclass(frozen=True)
@@ -39,14 +54,23 @@ class LayerFile:
     patch_type: str | None = None  # "lora" or "diff" for SDXL patch files
     tensor_count: int | None = None  # exact tensor count where the format fixes it
     parameter_count: int | None = None
+    suffix: str = ".safetensors"  # of the published file; a ".pth" is read only as plain tensors (files.py)
+    base_url: str = BASE_URL
+    other_folders: tuple[str, ...] = ()  # ComfyUI folders searched after layer_model (where users already keep it)
+    licence: str | None = None  # when it is not the layerdiffusion-v1 one
 
     @property
     def filename(self) -> str:
-        return f"{self.id}.safetensors"
+        return f"{self.id}{self.suffix}"
+
+    @property
+    def converted_filename(self) -> str | None:
+        """The safetensors copy LayerStack may write beside a pickled file (preferred when present)."""
+        return None if self.suffix == ".safetensors" else f"{self.id}.safetensors"
 
     @property
     def url(self) -> str:
-        return BASE_URL + self.filename
+        return self.base_url + self.filename
 
     @property
     def uses_control(self) -> bool:
@@ -89,6 +113,11 @@ FILES: tuple[LayerFile, ...] = (
     _F("layer_sd15_bg2fg", Family.SD15, Kind.ATTENTION_SHARING, "background to transparent foreground + blended",
        frames=2, inputs=("background",), outputs=("foreground", "blended"), transparent_output_frames=(0,),
        tensor_count=1180, parameter_count=281_425_568),
+    _F("TransparentVAE", Family.FLUX, Kind.TRANSPARENT_VAE,
+       "transparent VAE: UNet1024 decoder + offset encoder for 16-channel latents",
+       suffix=".pth", base_url=FLUX_BASE_URL, licence=FLUX_LICENCE),
+    _F("layerlora", Family.FLUX, Kind.FLUX_LORA, "transparent-foreground LoRA for FLUX.1-dev",
+       base_url=FLUX_BASE_URL, other_folders=("loras",), licence=FLUX_LICENCE),
 )
 del _F
 
@@ -98,7 +127,9 @@ assert len(_BY_ID) == len(FILES), "duplicate layer file id"
 
 def get(file_id: str) -> LayerFile:
     """The registry entry for a file id (stem) or file name."""
-    key = file_id[: -len(".safetensors")] if file_id.endswith(".safetensors") else file_id
+    key = file_id
+    for suffix in (".safetensors", ".pth"):
+        key = key.removesuffix(suffix)
     try:
         return _BY_ID[key]
     except KeyError:
@@ -110,11 +141,12 @@ def files_of(family: Family | None = None, kind: Kind | None = None) -> tuple[La
 
 
 def decoder_for(family: Family) -> LayerFile:
-    return files_of(family, Kind.DECODER)[0]
+    """The file holding the family's decoder: its own file, or the family's TRANSPARENT_VAE bundle."""
+    return (files_of(family, Kind.DECODER) + files_of(family, Kind.TRANSPARENT_VAE))[0]
 
 
 def encoder_for(family: Family) -> LayerFile:
-    return files_of(family, Kind.ENCODER)[0]
+    return (files_of(family, Kind.ENCODER) + files_of(family, Kind.TRANSPARENT_VAE))[0]
 
 
 # SD1.5 attention-sharing layer order (docs/FORMATS.md#attention-sharing-layers): state-dict index i -> attention module under `diffusion_model.`.
@@ -215,6 +247,33 @@ def _required_keys(*keys: str) -> Callable[[LayerFile, Mapping[str, object]], It
     return problems
 
 
+def _bundle_detect(sd: Mapping[str, object]) -> bool:
+    # Not just decoder.*/encoder.*: an ordinary VAE file has those too.
+    return "decoder.latent_conv_in.weight" in sd or "encoder.blocks.0.weight" in sd or any(
+        k.startswith(BUNDLE_IGNORED_PREFIX) for k in sd)
+
+
+def _bundle_problems(entry: LayerFile, sd: Mapping[str, object]) -> Iterable[str]:
+    prefixes = (*BUNDLE_PARTS.values(), BUNDLE_IGNORED_PREFIX)
+    foreign = [k for k in sd if not k.startswith(prefixes)]
+    if foreign:
+        yield (f"{len(foreign)} keys outside {', '.join(p + '*' for p in prefixes)} (e.g. {foreign[0]!r}); "
+               "the file should be the state dict of the whole TransparentVAE module")
+    for kind, prefix in BUNDLE_PARTS.items():
+        if not any(k.startswith(prefix) for k in sd):
+            yield f"no {prefix}* tensors (the {kind.value})"
+
+
+def _flux_lora_detect(sd: Mapping[str, object]) -> bool:
+    return any(k.startswith(("transformer.", "lora_unet_double_blocks_", "lora_unet_single_blocks_")) for k in sd)
+
+
+def _flux_lora_problems(entry: LayerFile, sd: Mapping[str, object]) -> Iterable[str]:
+    from .flux_lora import lora_grammar_problems
+
+    return lora_grammar_problems(sd)
+
+
 @dataclass(frozen=True)
 class KindSpec:
     kind: Kind
@@ -231,11 +290,9 @@ KINDS: tuple[KindSpec, ...] = (  # detection order: the first row whose detect()
              lambda entry, sd: True, _required_keys("conv_in.weight", "latent_conv_in.weight", "conv_out.weight")),
     KindSpec(Kind.ENCODER, "a transparent offset-encoder file", lambda sd: "blocks.0.weight" in sd and "blocks.16.weight" in sd,
              lambda entry, sd: True, _required_keys("blocks.0.weight", "blocks.16.weight")),
-)
-# Layouts people mistake for official files, which the pack does not load: (noun, detect).
-UNSUPPORTED: tuple[tuple[str, Callable[[Mapping[str, object]], bool]], ...] = (
-    ("the Flux TransparentVAE, which is not supported (SD1.5/SDXL files only)",
-     lambda sd: any(k.startswith(("decoder.", "encoder.", "sd_vae.")) for k in sd)),
+    KindSpec(Kind.TRANSPARENT_VAE, "the Flux TransparentVAE (load it with the Flux family)", _bundle_detect,
+             lambda entry, sd: True, _bundle_problems),
+    KindSpec(Kind.FLUX_LORA, "a Flux LoRA (layerlora)", _flux_lora_detect, lambda entry, sd: True, _flux_lora_problems),
 )
 _KIND_SPECS = {spec.kind: spec for spec in KINDS}
 assert set(_KIND_SPECS) == set(Kind), "every kind needs its KindSpec row"
@@ -257,7 +314,6 @@ def identify(state_dict: Mapping[str, object]) -> tuple[LayerFile, ...]:
 def looks_like(state_dict: Mapping[str, object]) -> str:
     """' It looks like <kind of file>.' for an error about a state dict that is not what was expected, else ''."""
     nouns = [spec.noun for spec in KINDS if state_dict and spec.detect(state_dict)]
-    nouns += [noun for noun, detect in UNSUPPORTED if detect(state_dict)]
     return f" It looks like {nouns[0]}." if nouns else ""
 
 
@@ -281,6 +337,9 @@ def family_of_model(model) -> Family | None:
         return Family.SDXL
     if type(config) is sm.SD15:
         return Family.SD15
+    # Models whose latents come from the Flux VAE (16 channels); Flux 2 / Chroma are other architectures.
+    if type(config) in tuple(getattr(sm, name) for name in ("Flux", "FluxSchnell", "FluxInpaint") if hasattr(sm, name)):
+        return Family.FLUX
     return None
 
 

@@ -11,9 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LayerStackError
+from ..layer_vae import layout as layout_mod
 from ..layer_vae import runtime
 from . import files, registry
-from .registry import Family
+from .registry import Family, Kind
+
+LAYOUTS: dict[Family, layout_mod.Layout] = {
+    Family.SD15: layout_mod.SD, Family.SDXL: layout_mod.SD, Family.FLUX: layout_mod.FLUX}
+_BUILDERS = {Kind.DECODER: runtime.decoder_from_state_dict, Kind.ENCODER: runtime.encoder_from_state_dict}
 
 
 @dataclass(eq=False)
@@ -21,13 +26,18 @@ class TransparentVAE:
     """The decoder/encoder pair of one family.
 
     Each network is read from its official file on first use and then kept (ComfyUI caches the loader's output, so a
-    workflow reads each file once). Either may also be given directly.
+    workflow reads each file once). Either may also be given directly. A family whose pair sits in one file (Flux
+    TransparentVAE.pth) reads it once for both.
     """
 
     family: Family
     download: bool = False
     _decoder: Any = field(default=None, repr=False)
     _encoder: Any = field(default=None, repr=False)
+
+    @property
+    def layout(self) -> layout_mod.Layout:
+        return LAYOUTS[self.family]
 
     @property
     def decoder_file(self) -> registry.LayerFile:
@@ -39,17 +49,35 @@ class TransparentVAE:
 
     def decoder(self):
         if self._decoder is None:
-            self._decoder = self._read(self.decoder_file, runtime.decoder_from_state_dict)
+            self._read(Kind.DECODER, self.decoder_file)
         return self._decoder
 
     def encoder(self):
         if self._encoder is None:
-            self._encoder = self._read(self.encoder_file, runtime.encoder_from_state_dict)
+            self._read(Kind.ENCODER, self.encoder_file)
         return self._encoder
 
-    def _read(self, entry: registry.LayerFile, build):
+    def _read(self, kind: Kind, entry: registry.LayerFile) -> None:
         loaded = files.load_layer_file(entry, download=self.download)
-        return build(loaded.state_dict, source=loaded.path, hint=registry.looks_like)
+        channels = self.layout.latent_channels
+        if entry.kind is not Kind.TRANSPARENT_VAE:
+            self._set(kind, _BUILDERS[kind](loaded.state_dict, source=loaded.path, hint=registry.looks_like,
+                                            latent_channels=channels))
+            return
+        for part, prefix in registry.BUNDLE_PARTS.items():
+            if self._get(part) is None:
+                sub = {k[len(prefix):]: v for k, v in loaded.state_dict.items() if k.startswith(prefix)}
+                self._set(part, _BUILDERS[part](sub, source=f"{loaded.path} ({prefix}* tensors)",
+                                                hint=registry.looks_like, latent_channels=channels))
+
+    def _get(self, kind: Kind):
+        return self._decoder if kind is Kind.DECODER else self._encoder
+
+    def _set(self, kind: Kind, patcher) -> None:
+        if kind is Kind.DECODER:
+            self._decoder = patcher
+        else:
+            self._encoder = patcher
 
 
 def family_from(node: str, family_name: str, model=None) -> Family:
@@ -58,8 +86,8 @@ def family_from(node: str, family_name: str, model=None) -> Family:
         family = registry.family_of_model(model)
         if family is None:
             raise LayerStackError(
-                f"{node}: input 'model' expected an SD1.5 or SDXL model (the transparent VAE exists only for these), "
-                f"got {registry.model_type_name(model)}."
+                f"{node}: input 'model' expected an SD1.5, SDXL or Flux model (the transparent VAE exists only "
+                f"for these), got {registry.model_type_name(model)}."
             )
         return family
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import (
     alpha,
     core_layers,
+    flux,
     layer_files,
     legacy_decode,
     legacy_sd15,
@@ -17,8 +18,8 @@ from . import (
 )
 from .common import LayerStackNode
 
-NODE_MODULES = (layer_files, stack, core_layers, alpha, save, transparent_vae, legacy_decode, sdxl, legacy_sdxl, sd15,
-                legacy_sd15)
+NODE_MODULES = (layer_files, stack, core_layers, alpha, save, transparent_vae, flux, legacy_decode, sdxl, legacy_sdxl,
+                sd15, legacy_sd15)
 
 
 def all_nodes() -> list[type]:

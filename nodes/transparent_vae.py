@@ -30,13 +30,15 @@ class LoadTransparentVAE(LayerStackNode):
             node_id=cls.NODE_ID,
             display_name="Load Transparent VAE",
             category=VAE_CATEGORY,
-            description="The LayerDiffuse transparent decoder and offset encoder of one model family (SD1.5 or "
-            "SDXL), read from the layer_model folder when first used.",
+            description="The LayerDiffuse transparent decoder and offset encoder of one model family (SD1.5, "
+            "SDXL or Flux), read from the layer_model folder when first used. Flux: TransparentVAE.pth, read as "
+            "plain tensors only (Fetch Layer File converts it to safetensors once).",
             inputs=[
                 io.Combo.Input("family", options=[f.value for f in Family], default=Family.SDXL.value,
                                tooltip="Which files to use when no model is connected."),
                 io.Model.Input("model", optional=True,
-                               tooltip="If connected, its family (SD1.5 or SDXL) decides and 'family' is ignored."),
+                               tooltip="If connected, its family (SD1.5, SDXL or Flux) decides and 'family' is "
+                                       "ignored."),
                 io.Boolean.Input("allow_download", default=False,
                                  tooltip="Download a missing official file into the first layer_model folder."),
             ],
@@ -53,7 +55,8 @@ class LoadTransparentVAE(LayerStackNode):
 
 def _decode_inputs() -> list[io.Input]:
     return [
-        io.Latent.Input("samples", tooltip="The latent the image was decoded from (SD1.5/SDXL, any batch)."),
+        io.Latent.Input("samples", tooltip="The latent the image was decoded from (SD1.5/SDXL: 4 channels, Flux: 16; "
+                                           "any batch)."),
         io.Image.Input("images", tooltip="The ordinary VAE Decode of 'samples'. Any size that is a multiple of 8; "
                                          "padded to 64 internally and cropped back."),
         io.Combo.Input("passes", options=PASSES_OPTIONS, default="8",
@@ -120,8 +123,8 @@ class TransparentEncode(LayerStackNode):
                                    "it. LayerStack's own alpha outputs are the first."),
                 io.Float.Input("offset_multiplier", default=1.0, min=0.0, max=1000.0, step=0.01,
                                tooltip="Scale of the transparency offset added to the VAE latent. 1 with the "
-                                       "official LayerDiffusion files; 0 gives a plain VAE encode of the image "
-                                       "on grey."),
+                                       "official files (the Flux encoder's fixed x300 is applied inside); 0 gives "
+                                       "a plain VAE encode of the image on grey."),
             ],
             outputs=[io.Latent.Output(display_name="latent", tooltip="Raw latent for KSampler (set denoise < 1).")],
         )

@@ -2,11 +2,14 @@
 
     .venv/bin/python scripts/bench_decode.py                       # 256, 512, 1024 on the best device
     .venv/bin/python scripts/bench_decode.py --sizes 128 256 --device cpu --dtype fp32
+    .venv/bin/python scripts/bench_decode.py --families SDXL Flux --sizes 1024 --dtype bf16   # Flux beside SDXL
 
 For each size it times the batched augmented decode (layer_vae.decode_augmented) with passes 8, 4, 2, 1, and the
 reference procedure (8 passes one after another, then the median) in the same precision, and prints the speed-up of
 the batched 8-pass decode over it. Weights are random (timing does not depend on their values). Peak memory is
 torch's CUDA high-water mark on a GPU; on CPU the peak resident-set growth of one run in a fresh process.
+``--families`` runs the same for each decoder family (SDXL/SD15: 4 latent channels; Flux: 16, same UNet1024 body)
+and prints the Flux/SDXL time ratio; the "finite" column says whether the output held no NaN/inf (half precision).
 """
 
 from __future__ import annotations
@@ -48,11 +51,11 @@ def cuda_peak(fn, device) -> int:
     return torch.cuda.max_memory_allocated(device) - start
 
 
-def cpu_peak(args, size: int, mode: str) -> int:
+def cpu_peak(args, size: int, mode: str, family: str) -> int:
     """Peak resident-set growth of one run in a fresh process (the CPU allocator keeps freed memory, so the
     high-water mark of this process says nothing after its first run)."""
     command = [sys.executable, __file__, "--sizes", str(size), "--batch", str(args.batch), "--device", "cpu",
-               "--dtype", args.dtype or "fp32", "--probe-memory", mode]
+               "--dtype", args.dtype or "fp32", "--probe-memory", mode, "--families", family]
     if args.max_batch:
         command += ["--max-batch", str(args.max_batch)]
     if args.channels_last:
@@ -116,6 +119,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--channels-last", action="store_true",
                         help="weights in channels-last layout (to measure whether NHWC kernels are faster here)")
+    parser.add_argument("--families", nargs="+", default=["SDXL"], choices=["SDXL", "SD15", "Flux"],
+                        help="decoder families to run side by side (Flux: 16-channel latents)")
     parser.add_argument("--probe-memory", default=None, help=argparse.SUPPRESS)  # internal: one CPU memory run
     args = parser.parse_args()
 
@@ -125,42 +130,57 @@ def main() -> None:
     device = torch.device(args.device)
     dtype_name = args.dtype or ("fp16" if device.type == "cuda" else "fp32")
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
-    torch.manual_seed(0)
-    net = lv.UNet1024().to(device=device, dtype=dtype).eval()
-    if args.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    layouts = importlib.import_module("layerstack_bench.layer_vae.layout")
+    channels = {"SDXL": layouts.SD.latent_channels, "SD15": layouts.SD.latent_channels,
+                "Flux": layouts.FLUX.latent_channels}
+    nets = {}
+    for family in args.families:
+        torch.manual_seed(0)
+        nets[family] = lv.UNet1024(latent_channels=channels[family]).to(device=device, dtype=dtype).eval()
+        if args.channels_last:
+            nets[family] = nets[family].to(memory_format=torch.channels_last)
 
-    def make_run(size: int, mode: str):
+    def make_run(size: int, mode: str, family: str):
+        net = nets[family]
         g = torch.Generator().manual_seed(size)
         pixel = torch.rand((args.batch, 3, size, size), generator=g).to(device=device, dtype=dtype)
-        latent = torch.randn((args.batch, 4, size // 8, size // 8), generator=g).to(device=device, dtype=dtype)
+        latent = torch.randn((args.batch, channels[family], size // 8, size // 8), generator=g).to(
+            device=device, dtype=dtype)
         if mode == "reference":
             return functools.partial(sequential_reference, net, pixel, latent, lv.REFERENCE_PASSES)
         return functools.partial(lv.decode_augmented, net, pixel, latent, passes=int(mode),
                                  max_batch=args.max_batch, device=device, dtype=dtype)
 
     if args.probe_memory:
-        probe_memory(make_run(args.sizes[0], args.probe_memory))
+        probe_memory(make_run(args.sizes[0], args.probe_memory, args.families[0]))
         return
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; dtype {dtype_name}; batch {args.batch}; max_batch {args.max_batch}; "
           f"channels_last {args.channels_last}; "
           f"median of {args.repeat} runs (after one warm-up); torch {torch.__version__}")
-    print(f"{'size':>6} {'mode':>26} {'seconds':>9} {'peak MiB':>9}")
+    print(f"{'family':>6} {'size':>6} {'mode':>26} {'seconds':>9} {'peak MiB':>9} {'finite':>6}")
     for size in args.sizes:
         modes = [str(p) for p in args.passes] + ([] if args.no_reference else ["reference"])
         seconds = {}
-        for mode in modes:
-            run = make_run(size, mode)
-            timed(run, device, 1)  # warm-up: kernel selection, allocator
-            seconds[mode] = timed(run, device, args.repeat)
-            peak = cuda_peak(run, device) if device.type == "cuda" else cpu_peak(args, size, mode)
-            label = "sequential 8 (reference)" if mode == "reference" else f"batched, {mode} passes"
-            print(f"{size:>6} {label:>26} {seconds[mode]:>9.3f} {peak / 2**20:>9.0f}")
-            sys.stdout.flush()
-        if "8" in seconds and "reference" in seconds:
-            print(f"{size:>6} {'speed-up, 8 vs reference':>26} {seconds['reference'] / seconds['8']:>9.2f}x")
+        for family in args.families:
+            for mode in modes:
+                run = make_run(size, mode, family)
+                with torch.no_grad():
+                    finite = bool(torch.isfinite(run()).all())  # also the warm-up: kernel selection, allocator
+                seconds[family, mode] = timed(run, device, args.repeat)
+                peak = cuda_peak(run, device) if device.type == "cuda" else cpu_peak(args, size, mode, family)
+                label = "sequential 8 (reference)" if mode == "reference" else f"batched, {mode} passes"
+                print(f"{family:>6} {size:>6} {label:>26} {seconds[family, mode]:>9.3f} {peak / 2**20:>9.0f} "
+                      f"{'yes' if finite else 'NO':>6}")
+                sys.stdout.flush()
+            if "8" in modes and "reference" in modes:
+                speed_up = seconds[family, "reference"] / seconds[family, "8"]
+                print(f"{family:>6} {size:>6} {'speed-up, 8 vs reference':>26} {speed_up:>9.2f}x")
+        if {"SDXL", "Flux"} <= set(args.families):
+            for mode in modes:
+                ratio = seconds["Flux", mode] / seconds["SDXL", mode]
+                print(f"{'':>6} {size:>6} {'Flux / SDXL, ' + mode:>26} {ratio:>9.3f}x")
 
 
 if __name__ == "__main__":

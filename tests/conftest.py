@@ -39,6 +39,7 @@ def fixture_paths(comfy_host) -> dict[str, Path]:
     paths = build_all()
     folder_paths.add_model_folder_path("checkpoints", str(paths["checkpoint_dir"]), is_default=True)
     folder_paths.add_model_folder_path("layer_model", str(paths["layer_model_dir"]), is_default=True)
+    folder_paths.add_model_folder_path("vae", str(paths["checkpoint_dir"]))  # the Flux VAE fixture lives there
     return paths
 
 

@@ -115,7 +115,7 @@ def test_unsupported_model_is_refused():
 
     cpu = torch.device("cpu")
     model = comfy.model_patcher.ModelPatcher(torch.nn.Linear(2, 2), load_device=cpu, offload_device=cpu)
-    with pytest.raises(LayerStackError, match="input 'model' expected an SD1.5 or SDXL model"):
+    with pytest.raises(LayerStackError, match="input 'model' expected an SD1.5, SDXL or Flux model"):
         LoadTransparentVAE.execute(family="SD15", allow_download=False, model=model)
 
 
@@ -156,7 +156,8 @@ def test_decode_accepts_any_multiple_of_8(layer_vae):
 @pytest.mark.parametrize("latent_shape,image_shape,message", [
     ((1, 4, 8, 8), (1, 128, 64, 3), r"the image is 64x128 but the latent is 8x8 \(= 64x64 pixels\)"),
     ((2, 4, 8, 8), (1, 64, 64, 3), r"input 'images' has 1 images but 'samples' has 2 latents"),
-    ((1, 16, 8, 8), (1, 64, 64, 3), r"input 'samples' expected an SD1.5/SDXL LATENT \[B,4,H/8,W/8\], got \[1, 16, 8, 8\]"),
+    ((1, 16, 8, 8), (1, 64, 64, 3), r"input 'samples' expected an SD1.5/SDXL latent \[B,4,H/8,W/8\] for the "
+                                    r"SD1.5/SDXL transparent VAE, got \[1, 16, 8, 8\]\. That is a Flux latent"),
     ((1, 4, 8, 8), (1, 64, 64), r"input 'images' expected an IMAGE"),
 ])
 def test_decode_input_errors(layer_vae, latent_shape, image_shape, message):

@@ -14,9 +14,11 @@ from layerstack.errors import LayerStackError
 from layerstack.models import files, registry
 
 
-def test_registry_lists_the_fourteen_official_files():
-    assert len(registry.FILES) == 14
-    assert {f.family for f in registry.FILES} == {registry.Family.SD15, registry.Family.SDXL}
+def test_registry_lists_the_official_files():
+    # 14 of LayerDiffusion/layerdiffusion-v1, 2 of RedAIGC/Flux-version-LayerDiffuse
+    assert len(registry.FILES) == 16
+    assert {f.id for f in registry.files_of(registry.Family.FLUX)} == {"TransparentVAE", "layerlora"}
+    assert len([f for f in registry.FILES if f.base_url == registry.BASE_URL]) == 14
     assert registry.get("layer_sd15_joint").frames == 3
     assert registry.get("layer_xl_fgble2bg.safetensors").extra_channels == 8
     assert registry.get("vae_transparent_decoder").url == (
