@@ -3,12 +3,16 @@
 ComfyUI's folder_paths.get_save_image_path checks the prefix against the output folder with abspath only, so a
 symlink inside the output folder can still lead outside, and the file is then opened for plain writing, which
 replaces a file that appeared meanwhile. Here the real (symlink-resolved) folder is checked before anything is
-created, and files are opened in exclusive-create mode, moving to the next counter when a name is taken.
+created; a file is written to a hidden temporary file in the same folder and only then linked under its final name
+(which fails instead of replacing; the counter moves on), so a server stopped mid-save leaves no partial file under
+a final name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -45,28 +49,57 @@ def check_folder(folder: str, output_dir: str, node: str, input_name: str = "fil
         raise node_error(node, input_name, f"a prefix that stays inside the output folder {root}", f"a folder {real}")
 
 
+PARTIAL_SUFFIX = ".partial"  # a file being written; hidden (leading dot), never under a name ComfyUI counts
+
+
 def write_new_file(
     folder: str, name_for: Callable[[int], str], counter: int, write: Callable[[BinaryIO], None]
 ) -> tuple[str, int]:
-    """Create name_for(counter) in folder exclusively (never replacing a file) and fill it with write(file).
+    """Write a new file name_for(counter) in folder with write(file), atomically and never replacing a file.
 
-    When the name exists the counter moves on. A failed write removes the partial file it created.
-    Returns (file name, counter used).
+    The content goes to a hidden temporary file in the same folder first and is then linked under its final name,
+    so a stopped server or a failed write never leaves a partial or empty file under a final name. When the name
+    exists the counter moves on. Returns (file name, counter used).
     """
-    for attempt in range(MAX_NAME_ATTEMPTS):
-        name = name_for(counter + attempt)
-        if os.path.basename(name) != name or name in (os.curdir, os.pardir):
-            raise ValueError(f"write_new_file: expected a plain file name, got {name!r}")
-        path = os.path.join(folder, name)
-        try:
-            handle = open(path, "xb")
-        except FileExistsError:
-            continue
-        try:
-            with handle:
-                write(handle)
-        except BaseException:
-            os.remove(path)
-            raise
-        return name, counter + attempt
-    raise FileExistsError(f"no free file name in {folder} after {MAX_NAME_ATTEMPTS} tries from {name_for(counter)!r}")
+    _check_plain_name(name_for(counter))
+    temporary = os.path.join(folder, f".layerstack-{secrets.token_hex(8)}{PARTIAL_SUFFIX}")
+    # os.open with 0o666 lets the umask decide the final file's permissions, as for any other new file
+    handle = os.fdopen(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o666),
+                       "wb")
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        for attempt in range(MAX_NAME_ATTEMPTS):
+            name = _check_plain_name(name_for(counter + attempt))
+            if _place_new(temporary, os.path.join(folder, name)):
+                return name, counter + attempt
+        raise FileExistsError(f"no free file name in {folder} after {MAX_NAME_ATTEMPTS} tries from "
+                              f"{name_for(counter)!r}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
+def _check_plain_name(name: str) -> str:
+    if os.path.basename(name) != name or name in ("", os.curdir, os.pardir):
+        raise ValueError(f"write_new_file: expected a plain file name, got {name!r}")
+    return name
+
+
+def _place_new(temporary: str, final: str) -> bool:
+    """Give the finished temporary file the name `final` unless that name exists; False when it does."""
+    try:
+        os.link(temporary, final)  # atomic, and fails instead of replacing
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        pass  # a file system without hard links: reserve the name, then move the content onto the reservation
+    try:
+        os.close(os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    os.replace(temporary, final)
+    return True
