@@ -11,16 +11,18 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..models import files, flux_lora, registry
-from .common import CATEGORY, schema
+from .common import CATEGORY, LayerStackNode, schema
 
 LAYER_LORA = registry.get("layerlora")
 
 
-class ApplyFluxLayerLoRA(io.ComfyNode):
+class ApplyFluxLayerLoRA(LayerStackNode):
+    NODE_ID = "LayerStackApplyFluxLayerLoRA"
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema(
-            node_id="LayerStackApplyFluxLayerLoRA",
+            node_id=cls.NODE_ID,
             display_name="Apply Flux Layer LoRA",
             category=f"{CATEGORY}/Flux",
             description=f"Makes a FLUX.1-dev model generate transparent foregrounds: applies {LAYER_LORA.filename} "
@@ -39,7 +41,7 @@ class ApplyFluxLayerLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, strength: float, allow_download: bool) -> io.NodeOutput:
-        node = "LayerStackApplyFluxLayerLoRA"
+        node = cls.NODE_ID
         flux_lora.require_flux_dev(model, node=node)  # before reading 1.2 GB for nothing
         loaded = files.load_layer_file(LAYER_LORA, download=allow_download)
         return io.NodeOutput(flux_lora.apply_layer_lora(model, loaded.state_dict, strength, node=node,

@@ -10,7 +10,8 @@ from fixtures.flux import tiny_flux
 from layerstack.errors import LayerStackError
 from layerstack.layer_vae import pad_rgb
 from layerstack.models.registry import Family
-from layerstack.nodes.transparent_vae import MASK_IS_ALPHA, LoadTransparentVAE, TransparentDecode, TransparentEncode
+from layerstack.nodes.common import MASK_IS_ALPHA
+from layerstack.nodes.transparent_vae import LoadTransparentVAE, TransparentDecode, TransparentEncode
 
 TOLERANCE = 2e-3
 
