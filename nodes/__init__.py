@@ -16,7 +16,6 @@ from . import (
     stack,
     transparent_vae,
 )
-from .common import LayerStackNode
 
 NODE_MODULES = (layer_files, stack, core_layers, alpha, save, transparent_vae, flux, legacy_decode, sdxl, legacy_sdxl,
                 sd15, legacy_sd15)
@@ -24,10 +23,6 @@ NODE_MODULES = (layer_files, stack, core_layers, alpha, save, transparent_vae, f
 
 def all_nodes() -> list[type]:
     nodes = [node for module in NODE_MODULES for node in module.NODES]
-    # The base class checks combo values and carries the id; a node without it would skip both.
-    outside = [n.__name__ for n in nodes if not issubclass(n, LayerStackNode)]
-    if outside:
-        raise RuntimeError(f"LayerStack nodes must derive from nodes.common.LayerStackNode: {outside}")
     ids = [n.GET_SCHEMA().node_id for n in nodes]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
