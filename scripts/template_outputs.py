@@ -1,6 +1,6 @@
 """Hash of every output of every workflow template (and of the old pack's example workflows), for refactors.
 
-Runs each API-format template in workflows/api/ and each legacy example in tests/data/legacy_workflows/ through a
+Runs the API-format twin of each template (tests/data/workflows_api/) and each legacy example in tests/data/legacy_workflows/ through a
 real headless ComfyUI server (CPU) on the random-weight test fixtures, made tiny (64 x 64 px, 2 steps, 2 decoder
 passes), and prints one line per written or previewed file: a sha256 of its pixels (PNG) or of its bytes (PSD).
 Run it before and after a change that must not change behaviour and diff the two outputs:
@@ -72,7 +72,7 @@ def prompts(checkpoints: dict[str, str]) -> dict[str, dict]:
     from legacy_workflows import DATA_DIR
 
     out = {f"template/{p.stem}": tiny(json.loads(p.read_text()), checkpoints)
-           for p in sorted((ROOT / "workflows" / "api").glob("*.json"))}
+           for p in sorted((ROOT / "tests" / "data" / "workflows_api").glob("*.json"))}
     out.update({f"legacy/{p.name.removesuffix('.api.json')}": json.loads(p.read_text())
                 for p in sorted(DATA_DIR.glob("*.api.json"))})
     return out
