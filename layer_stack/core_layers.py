@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LayerStackError
-from .files import content_box
+from .psd_png import content_box
 from .stack import LayerStack, make_layer
 
 VERSION = 1

@@ -17,7 +17,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from .compositing import composite
-from .files import cropped_layers, rgba_image
+from .psd_png import cropped_layers, rgba_image
 from .stack import Layer, LayerStack
 
 MIMETYPE = b"image/openraster"

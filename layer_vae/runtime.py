@@ -35,7 +35,7 @@ ENCODE_BATCH = 8  # the offset encoder is small; this only bounds its activation
 LATENT_NAMES = {4: "an SD1.5/SDXL latent", 16: "a Flux latent"}
 
 
-def compute_dtype(device: torch.device) -> torch.dtype:
+def network_dtype(device: torch.device) -> torch.dtype:
     """fp16, else bf16, else fp32, as ComfyUI decides for VAEs on this device (honours --fp32-vae etc.)."""
     import comfy.model_management as mm
 
@@ -55,7 +55,7 @@ def managed(module: torch.nn.Module, dtype: Optional[torch.dtype] = None):
     import comfy.model_management as mm
 
     load_device = mm.vae_device()
-    module.to(device=mm.vae_offload_device(), dtype=dtype or compute_dtype(load_device)).eval()
+    module.to(device=mm.vae_offload_device(), dtype=dtype or network_dtype(load_device)).eval()
     module.requires_grad_(False)
     patcher = host.model_patcher_class()
     return patcher(module, load_device=load_device, offload_device=mm.vae_offload_device())

@@ -572,7 +572,7 @@ def apply_attention_sharing(model, file_id: str, *, layer_conds: Mapping[str, ob
         return model.get_model_object("diffusion_model." + path)
 
     loaded = files.load_layer_file(entry)
-    weights = load_weights(entry, loaded.state_dict, get_attention, dtype=compute_dtype(model), source=loaded.path)
+    weights = load_weights(entry, loaded.state_dict, get_attention, dtype=unet_compute_dtype(model), source=loaded.path)
     sharing = AttentionSharing(entry, weights, node=node, layer_prompts=prompts, control_image=control_image,
                                resize_mode=ResizeMode(resize_mode), start_percent=float(start_percent),
                                stop_percent=float(stop_percent))
@@ -602,7 +602,7 @@ def add_patches(transformer_options: dict, sharing: AttentionSharing) -> None:
     sharing.install(transformer_options)
 
 
-def compute_dtype(model) -> torch.dtype:
+def unet_compute_dtype(model) -> torch.dtype:
     """The dtype the UNet computes in (its manual-cast dtype when weights are stored in another one)."""
     base = model.model
     return getattr(base, "manual_cast_dtype", None) or base.get_dtype()

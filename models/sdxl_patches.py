@@ -47,7 +47,7 @@ class LayerPatches:
 # --- file format -> patches ----------------------------------------------------------------------------------------
 
 def group_by_model_key(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, dict[int, torch.Tensor]]]:
-    """`{model_key: (patch_type, {index: tensor})}` from the `::`-keyed file; the grammar is checked by files.py."""
+    """`{model_key: (patch_type, {index: tensor})}` from the `::`-keyed file; the grammar is checked when files.py reads it (registry.KINDS)."""
     grouped: dict[str, tuple[str, dict[int, torch.Tensor]]] = {}
     for key, tensor in state_dict.items():
         model_key, patch_type, index = key.split("::")
@@ -101,7 +101,7 @@ def shape_problems(entry: LayerFile, grouped: Mapping[str, tuple[str, dict[int, 
 
 
 def load_layer_patches(model, file_id: str, *, node: str) -> LayerPatches:
-    """Family check, file load (grammar checked by files.py), and a strict fit check against this model."""
+    """Family check, file load (key grammar checked on reading, registry.KINDS), and a strict fit check against this model."""
     entry = registry.get(file_id)
     require_family(model, entry, node=node)
     loaded = files.load_layer_file(entry)

@@ -18,7 +18,7 @@ from comfy.cli_args import args
 from comfy_api.latest import io, ui
 
 from ..errors import LayerStackError
-from ..layer_stack import compositing, files, openraster
+from ..layer_stack import compositing, openraster, psd_png
 from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_stack.output_paths import check_folder, check_prefix, write_new_file
 from ..layer_stack.stack import LayerStack
@@ -120,7 +120,7 @@ class LayerStackSavePSD(LayerStackNode):
 
     @classmethod
     def execute(cls, stack, filename_prefix) -> io.NodeOutput:
-        return save_layered_files(cls, cls.NODE_ID, stack, filename_prefix, "psd", files.write_psd)
+        return save_layered_files(cls, cls.NODE_ID, stack, filename_prefix, "psd", psd_png.write_psd)
 
 
 class LayerStackSaveORA(LayerStackNode):
@@ -163,7 +163,7 @@ class LayerStackSaveRGBA(LayerStackNode):
         node = cls.NODE_ID
         rgb, a = rgb_and_alpha(image, alpha, node, alpha_required=True)
         text = png_text(cls)
-        writers = [lambda out, i=i: files.write_rgba_png(rgb[i], a[i], out, text) for i in range(rgb.shape[0])]
+        writers = [lambda out, i=i: psd_png.write_rgba_png(rgb[i], a[i], out, text) for i in range(rgb.shape[0])]
         saved = save_batch(node, filename_prefix, "png", rgb.shape[2], rgb.shape[1], writers)
         return io.NodeOutput(ui=ui.SavedImages(saved))
 

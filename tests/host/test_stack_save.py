@@ -15,7 +15,7 @@ from psd_tools import PSDImage
 
 from fixtures.rgba_images import rgba_picture
 from layerstack.errors import LayerStackError
-from layerstack.layer_stack import files
+from layerstack.layer_stack import psd_png
 from layerstack.layer_stack.output_paths import write_new_file
 from layerstack.layer_stack.text2layer import text2layer_stack
 from layerstack.nodes import save
@@ -54,7 +54,7 @@ def test_save_psd_writes_one_layered_file_per_picture(folders):
         psd = PSDImage.open(output / result["subfolder"] / result["filename"])
         assert [layer.name for layer in psd] == stack.names
         top, left, bottom, right = psd[1].bbox[1], psd[1].bbox[0], psd[1].bbox[3], psd[1].bbox[2]
-        assert (top, left, bottom, right) == files.content_box(stack.layers[1].alpha[index])
+        assert (top, left, bottom, right) == psd_png.content_box(stack.layers[1].alpha[index])
         expected = stack.layers[1].rgba()[index, top:bottom, left:right].numpy()
         assert np.abs(psd[1].numpy() - expected).max() <= 0.5 / 255 + 1e-6
     assert len(ui["images"]) == 2 and all((temp / i["subfolder"] / i["filename"]).is_file() for i in ui["images"])
@@ -92,7 +92,7 @@ def test_save_rgba_png_from_an_rgba_image_and_without_metadata(folders, monkeypa
     assert [r["filename"] for r in ui["images"]] == ["plain_00001_.png", "plain_00002_.png"]
     with Image.open(output / "plain_00002_.png") as im:
         assert "prompt" not in im.text
-        assert np.array_equal(np.asarray(im), files.to_uint8(rgba[1]))
+        assert np.array_equal(np.asarray(im), psd_png.to_uint8(rgba[1]))
 
 
 @pytest.mark.parametrize("prefix", ["../escape", "/tmp/layerstack-escape/x", "a/../../escape", "sub/../../../x",
@@ -158,5 +158,5 @@ def test_psd_bytes_are_what_the_node_writes(folders):
     output, _, _ = folders
     stack = sample_stack(batch=1)
     ui = save.LayerStackSavePSD.execute(stack=stack, filename_prefix="same").ui
-    assert (output / ui["psd"][0]["filename"]).read_bytes() == files.psd_bytes(stack, 0)
-    assert PSDImage.open(io.BytesIO(files.psd_bytes(stack, 0))).size == (32, 24)
+    assert (output / ui["psd"][0]["filename"]).read_bytes() == psd_png.psd_bytes(stack, 0)
+    assert PSDImage.open(io.BytesIO(psd_png.psd_bytes(stack, 0))).size == (32, 24)

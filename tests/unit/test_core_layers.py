@@ -14,7 +14,7 @@ from fixtures.layered_files import layers_sample_stack as sample_stack
 from fixtures.layered_files import same_stack
 from fixtures.rgba_images import rand
 from layerstack.errors import LayerStackError
-from layerstack.layer_stack import core_layers, editing, files
+from layerstack.layer_stack import core_layers, editing, psd_png
 from layerstack.layer_stack.stack import LayerStack, make_layer
 
 
@@ -148,5 +148,5 @@ def test_psd_offsets_match_document_offsets():
     stack = sample_stack()
     doc = core_layers.stack_to_document(stack)
     for item, layer in zip(doc["layers"], stack.layers):
-        top, left, _, _ = files.content_box(layer.alpha[0])
+        top, left, _, _ = psd_png.content_box(layer.alpha[0])
         assert (item["x"], item["y"]) == (left, top)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from fixtures.layered_files import read_ora, sample_stack
-from layerstack.layer_stack import compositing, files, openraster
+from layerstack.layer_stack import compositing, openraster, psd_png
 from layerstack.layer_stack.stack import LayerStack, make_layer
 
 
@@ -26,12 +26,12 @@ def test_ora_layout_layers_and_merged_image_read_back():
         assert ora["layers"][3]["stored_size"] == (15, 20) and (ora["layers"][3]["x"], ora["layers"][3]["y"]) == (
             "30", "5")
         for stored, layer in zip(ora["layers"], stack.layers):
-            expected = files.to_uint8(layer.rgba()[index])
+            expected = psd_png.to_uint8(layer.rgba()[index])
             visible = expected[..., 3] > 0
             assert np.array_equal(stored["pixels"][..., 3], expected[..., 3]), layer.name
             assert np.array_equal(stored["pixels"][visible], expected[visible]), layer.name
         rgb, alpha = compositing.composite(stack)
-        assert np.array_equal(ora["merged"], files.to_uint8(torch.cat([rgb, alpha[..., None]], -1)[index]))
+        assert np.array_equal(ora["merged"], psd_png.to_uint8(torch.cat([rgb, alpha[..., None]], -1)[index]))
         assert ora["thumbnail_size"] == (56, 40)
 
 

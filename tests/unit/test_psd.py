@@ -15,7 +15,7 @@ from PIL import Image
 from psd_tools import PSDImage
 
 from fixtures.rgba_images import rgba_picture
-from layerstack.layer_stack import compositing, files
+from layerstack.layer_stack import compositing, psd_png
 from layerstack.layer_stack.stack import LayerStack, make_layer
 from layerstack.layer_stack.text2layer import text2layer_stack
 
@@ -40,7 +40,7 @@ def sample_stack(batch: int = 1, height: int = 48, width: int = 64) -> LayerStac
 def test_psd_layers_read_back_with_names_order_opacity_offsets_and_pixels():
     stack = sample_stack(batch=2)
     for index in range(stack.batch_size):
-        psd = PSDImage.open(io.BytesIO(files.psd_bytes(stack, index)))
+        psd = PSDImage.open(io.BytesIO(psd_png.psd_bytes(stack, index)))
         assert (psd.width, psd.height) == (stack.width, stack.height)
         assert [layer.name for layer in psd] == stack.names  # bottom to top in both
         assert [layer.visible for layer in psd] == [layer.visible for layer in stack.layers]
@@ -48,7 +48,7 @@ def test_psd_layers_read_back_with_names_order_opacity_offsets_and_pixels():
         for psd_layer, layer in zip(psd, stack.layers):
             assert psd_layer.kind == "pixel"
             expected = layer.rgba()[index].numpy()
-            visible = np.argwhere(files.to_uint8(layer.alpha[index]) > 0)
+            visible = np.argwhere(psd_png.to_uint8(layer.alpha[index]) > 0)
             (top, left), (bottom, right) = visible.min(axis=0), visible.max(axis=0) + 1
             # Each layer holds the box around its visible pixels, at that box's offset.
             assert (psd_layer.offset, psd_layer.size) == ((left, top), (right - left, bottom - top)), layer.name
@@ -61,14 +61,14 @@ def test_psd_layers_read_back_with_names_order_opacity_offsets_and_pixels():
 
 def test_a_layer_without_visible_pixels_keeps_the_full_canvas():
     stack = LayerStack((make_layer("empty", torch.rand(1, 6, 9, 3), torch.full((1, 6, 9), 0.001)),))
-    psd = PSDImage.open(io.BytesIO(files.psd_bytes(stack, 0)))
+    psd = PSDImage.open(io.BytesIO(psd_png.psd_bytes(stack, 0)))
     assert (psd[0].offset, psd[0].size) == ((0, 0), (9, 6))
 
 
 def test_psd_merged_image_is_the_composite():
     stack = sample_stack()
     rgb, alpha = compositing.composite(stack)
-    psd = PSDImage.open(io.BytesIO(files.psd_bytes(stack, 0)))
+    psd = PSDImage.open(io.BytesIO(psd_png.psd_bytes(stack, 0)))
     merged = np.asarray(psd.topil(), dtype=np.float64) / 255  # psd-tools undoes the white matte
     assert merged.shape == (stack.height, stack.width, 4)
     assert np.abs(merged[..., 3] - alpha[0].numpy()).max() <= 1 / 255
@@ -78,7 +78,7 @@ def test_psd_merged_image_is_the_composite():
 def test_psd_merged_transparency_when_nothing_is_opaque():
     fg, alpha, _ = rgba_picture(32, 40, soft=True)
     stack = LayerStack((make_layer("only", fg, alpha),))
-    data = files.psd_bytes(stack, 0)
+    data = psd_png.psd_bytes(stack, 0)
     merged = np.asarray(PSDImage.open(io.BytesIO(data)).topil(), dtype=np.float64) / 255
     assert np.abs(merged[..., 3] - alpha[0].numpy()).max() <= 1 / 255
     # Pillow reads the stored merged image as is: colours matted on white, as Photoshop stores them.
@@ -93,5 +93,5 @@ def test_psd_merged_transparency_when_nothing_is_opaque():
 @pytest.mark.parametrize("name", ["Vordergrund – ü", "前景", "x" * 255])
 def test_layer_names_survive(name):
     stack = LayerStack((make_layer(name, torch.rand(1, 4, 4, 3)),))
-    psd = PSDImage.open(io.BytesIO(files.psd_bytes(stack, 0)))
+    psd = PSDImage.open(io.BytesIO(psd_png.psd_bytes(stack, 0)))
     assert [layer.name for layer in psd] == [name]

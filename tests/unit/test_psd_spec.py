@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fixtures.rgba_images import rgba_picture
-from layerstack.layer_stack import compositing, files
+from layerstack.layer_stack import compositing, psd_png
 from layerstack.layer_stack.stack import LayerStack, make_layer
 from layerstack.layer_stack.text2layer import text2layer_stack
 
@@ -115,18 +115,18 @@ def test_spec_reader_sees_our_layers_pixels_and_merged_image():
                              blended=torch.rand(1, 40, 56, 3), include_mask_layer=True)
     stack = stack.with_layer_on_top(make_layer("Schatten – ü 影", torch.zeros(1, 40, 56, 3), alpha * 0.4,
                                                opacity=0.7))
-    assert files.content_box(alpha[0]) != (0, 0, 40, 56)  # the foreground and its shadow are stored cropped
-    psd = read_psd(files.psd_bytes(stack, 0))
+    assert psd_png.content_box(alpha[0]) != (0, 0, 40, 56)  # the foreground and its shadow are stored cropped
+    psd = read_psd(psd_png.psd_bytes(stack, 0))
     assert psd["size"] == (40, 56)
     assert [layer["name"] for layer in psd["layers"]] == stack.names
     assert [not layer["hidden"] for layer in psd["layers"]] == [layer.visible for layer in stack.layers]
     for record, layer in zip(psd["layers"], stack.layers):
         top, left, bottom, right = record["bbox"]
-        assert record["bbox"] == files.content_box(layer.alpha[0])
+        assert record["bbox"] == psd_png.content_box(layer.alpha[0])
         assert record["blend"] == b"norm" and record["opacity"] == round(255 * layer.opacity)
         assert sorted(record["planes"]) == [-1, 0, 1, 2]  # transparency + R, G, B
-        expected = files.to_uint8(layer.rgba()[0, top:bottom, left:right])
-        assert not files.to_uint8(layer.alpha[0]).sum() - expected[..., 3].astype(int).sum()  # nothing visible cut
+        expected = psd_png.to_uint8(layer.rgba()[0, top:bottom, left:right])
+        assert not psd_png.to_uint8(layer.alpha[0]).sum() - expected[..., 3].astype(int).sum()  # nothing visible cut
         got = np.stack([record["planes"][c] for c in (0, 1, 2, -1)], axis=-1)
         assert np.array_equal(got, expected), layer.name
     rgb, a = compositing.composite(stack)
@@ -138,7 +138,7 @@ def test_spec_reader_sees_our_layers_pixels_and_merged_image():
 
 def test_spec_reader_on_a_single_transparent_layer():
     fg, alpha, _ = rgba_picture(17, 23, soft=False)  # odd sizes: odd row lengths and channel lengths
-    psd = read_psd(files.psd_bytes(LayerStack((make_layer("fg", fg, alpha),)), 0))
+    psd = read_psd(psd_png.psd_bytes(LayerStack((make_layer("fg", fg, alpha),)), 0))
     top, left, bottom, right = psd["layers"][0]["bbox"]
     plane = psd["layers"][0]["planes"][-1]
-    assert np.array_equal(plane, files.to_uint8(alpha[0, top:bottom, left:right]))
+    assert np.array_equal(plane, psd_png.to_uint8(alpha[0, top:bottom, left:right]))
