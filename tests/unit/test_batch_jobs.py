@@ -503,3 +503,12 @@ def test_a_prompt_taken_off_the_queue_on_stop_is_given_up(monkeypatch):
     with pytest.raises(JobFailed, match="stopped before it finished"):
         client.wait("p1", on_event=lambda e: None, timeout=None, stopped=stopped)
     assert len(polls) == 4
+
+
+def test_the_runner_imports_neither_torch_nor_the_pack():
+    code = ("import sys, batch_runner.cli, batch_runner.runner; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'comfy', 'layerstack', 'numpy')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "tools")})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
