@@ -200,6 +200,13 @@ def decode(
         mm.soft_empty_cache()
 
 
+def rgb_alpha_rgba(decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """decode()'s alpha-first [B,H,W,4] as the three outputs the decode nodes give: RGB IMAGE [B,H,W,3], alpha MASK
+    [B,H,W] (1 = opaque) and the RGBA IMAGE [B,H,W,4] (alpha last)."""
+    alpha, rgb = decoded[..., 0], decoded[..., 1:]
+    return rgb, alpha, torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1)
+
+
 # --- encode ---------------------------------------------------------------------------------------------------------
 
 

@@ -40,7 +40,7 @@ def _decode(node: str, samples, images, sd_version: str, sub_batch_size: int) ->
 
 
 def _rgba(decoded: torch.Tensor) -> torch.Tensor:
-    return torch.cat([decoded[..., 1:], decoded[..., :1]], dim=-1)
+    return runtime.rgb_alpha_rgba(decoded)[2]
 
 
 class LayeredDiffusionDecode(LayerStackNode):
@@ -62,7 +62,7 @@ class LayeredDiffusionDecode(LayerStackNode):
     @classmethod
     def execute(cls, samples, images, sd_version: str, sub_batch_size: int) -> io.NodeOutput:
         decoded = _decode(cls.NODE_ID, samples, images, sd_version, sub_batch_size)
-        return io.NodeOutput(decoded[..., 1:], decoded[..., 0])
+        return io.NodeOutput(*runtime.rgb_alpha_rgba(decoded)[:2])
 
 
 class LayeredDiffusionDecodeRGBA(LayerStackNode):

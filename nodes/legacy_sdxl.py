@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..models import sdxl_patches
 from .common import LEGACY_CATEGORY, LayerStackNode, schema
+from .sdxl import apply_layer_file
 
 APPLY_CONFIGS = {
     "SDXL, Attention Injection": "layer_xl_transparent_attn",
@@ -27,12 +27,10 @@ def _weight_input() -> io.Float.Input:
 
 
 def _apply_with_latent(node_id: str, file_id: str, model, cond, uncond, latents, names, weight: float):
-    """The old Cond/Diff behaviour: patch, and put the (unresized) latents on both conditionings as c_concat."""
-    layer = sdxl_patches.load_layer_patches(model, file_id, node=node_id)
-    patched, _, _ = sdxl_patches.apply_layer_patches(model, layer, node=node_id, weight=weight)
-    c_concat = sdxl_patches.condition_c_concat(model, [lat["samples"] for lat in latents], node=node_id, names=names)
-    sdxl_patches.require_sampled_size(patched, c_concat, node=node_id, input_name=" / ".join(names))
-    return io.NodeOutput(patched, sdxl_patches.with_c_concat(cond, c_concat), sdxl_patches.with_c_concat(uncond, c_concat))
+    """The old Cond/Diff behaviour: the new nodes' sequence over the whole schedule, the (unresized) latents given."""
+    return io.NodeOutput(*apply_layer_file(node_id, file_id, model, cond, uncond, weight=weight,
+                                           condition_latents=[lat["samples"] for lat in latents],
+                                           condition_names=names, size_input=" / ".join(names)))
 
 
 class LayeredDiffusionApply(LayerStackNode):
@@ -63,8 +61,7 @@ class LayeredDiffusionApply(LayerStackNode):
             from ..models.attention_sharing import apply_attention_sharing  # the SD1.5 path lives there
 
             return io.NodeOutput(apply_attention_sharing(model, file_id, node=node_id))
-        layer = sdxl_patches.load_layer_patches(model, file_id, node=node_id)
-        patched, _, _ = sdxl_patches.apply_layer_patches(model, layer, node=node_id, weight=weight)
+        patched, _, _ = apply_layer_file(node_id, file_id, model, None, None, weight=weight)
         return io.NodeOutput(patched)
 
 

@@ -221,8 +221,7 @@ class SD15SplitLayers(LayerStackNode):
             if f in entry.transparent_output_frames:
                 decoded = runtime.decode(_sd15_layer_vae(node, layer_vae), frame_images, frame_latents, node=node,
                                          passes=int(passes))
-                alpha, rgb = decoded[..., 0], decoded[..., 1:]
-                layers[layer] = (rgb, alpha, torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1))
+                layers[layer] = runtime.rgb_alpha_rgba(decoded)
             else:
                 layers[layer] = frame_images[..., :3]
 

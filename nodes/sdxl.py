@@ -60,18 +60,24 @@ def _outputs() -> list[io.Output]:
     ]
 
 
-def _apply(node_id: str, file_id: str, model, positive, negative, weight: float, start_percent: float,
-           stop_percent: float, condition_latents=(), condition_names=()) -> io.NodeOutput:
+def apply_layer_file(node_id: str, file_id: str, model, positive, negative, *, weight: float,
+                     start_percent: float = 0.0, stop_percent: float = 1.0, condition_latents=(),
+                     condition_names=(), size_input: str = "width / height"):
+    """The SDXL patch sequence of every SDXL layer node, the old ids included: load and fit-check the file, patch a
+    clone (weight, window), and put the raw condition latents (file order) on both conditionings as c_concat.
+
+    Returns (patched model, positive, negative); `size_input` names the input to blame for a size mismatch.
+    """
     layer = sdxl_patches.load_layer_patches(model, file_id, node=node_id)
     patched, positive, negative = sdxl_patches.apply_layer_patches(
         model, layer, node=node_id, weight=weight, start_percent=start_percent, stop_percent=stop_percent,
         positive=positive, negative=negative)
     if condition_latents:
         c_concat = sdxl_patches.condition_c_concat(model, condition_latents, node=node_id, names=condition_names)
-        sdxl_patches.require_sampled_size(patched, c_concat, node=node_id, input_name="width / height")
+        sdxl_patches.require_sampled_size(patched, c_concat, node=node_id, input_name=size_input)
         positive = sdxl_patches.with_c_concat(positive, c_concat)
         negative = sdxl_patches.with_c_concat(negative, c_concat)
-    return io.NodeOutput(patched, positive, negative)
+    return patched, positive, negative
 
 
 # --- transparent foreground ----------------------------------------------------------------------------------------
@@ -103,8 +109,8 @@ class SDXLTransparentForeground(LayerStackNode):
     @classmethod
     def execute(cls, model, positive, negative, method: str, weight: float, start_percent: float,
                 stop_percent: float) -> io.NodeOutput:
-        return _apply(cls.NODE_ID, TRANSPARENT_METHODS[method], model, positive, negative, weight, start_percent,
-                      stop_percent)
+        return io.NodeOutput(*apply_layer_file(cls.NODE_ID, TRANSPARENT_METHODS[method], model, positive, negative,
+                                               weight=weight, start_percent=start_percent, stop_percent=stop_percent))
 
 
 # --- conditional modes ---------------------------------------------------------------------------------------------
@@ -157,8 +163,9 @@ class _SDXLFromLayers(LayerStackNode):
         names = registry.get(cls.FILE_ID).inputs
         latents = [_condition_latent(node_id, name, layers.get(name), layers.get(f"{name}_latent"), vae,
                                      width, height, resize_mode) for name in names]
-        return _apply(node_id, cls.FILE_ID, model, positive, negative, weight, start_percent, stop_percent,
-                      latents, names)
+        return io.NodeOutput(*apply_layer_file(node_id, cls.FILE_ID, model, positive, negative, weight=weight,
+                                               start_percent=start_percent, stop_percent=stop_percent,
+                                               condition_latents=latents, condition_names=names))
 
 
 def _condition_latent(node_id: str, name: str, image, latent, vae, width: int, height: int, resize_mode: str):

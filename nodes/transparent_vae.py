@@ -7,7 +7,6 @@ Alpha convention: straight alpha, MASK = alpha (1 = opaque), the inverse of Load
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io, ui
 
 from ..errors import node_error
@@ -98,8 +97,7 @@ class TransparentDecode(LayerStackNode):
             raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
         decoded = runtime.decode(layer_vae, images, samples["samples"], node=node, passes=int(passes),
                                  sub_batch_size=sub_batch_size or None)
-        alpha, rgb = decoded[..., 0], decoded[..., 1:]
-        return io.NodeOutput(rgb, alpha, torch.cat([rgb, alpha.unsqueeze(-1)], dim=-1))
+        return io.NodeOutput(*runtime.rgb_alpha_rgba(decoded))
 
 
 class TransparentEncode(LayerStackNode):
