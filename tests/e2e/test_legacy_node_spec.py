@@ -8,7 +8,13 @@ names. Any refactor that changes one of them breaks workflows people already hav
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+
+PUBLISHED = json.loads((Path(__file__).resolve().parents[1] / "data" / "legacy_node_ids.json").read_text())
+LEGACY_CATEGORY = "LayerStack/legacy (ComfyUI-layerdiffuse)"  # nodes/common.py, as the server lists it
 
 WEIGHT = ("FLOAT", {"default": 1.0, "min": -1.0, "max": 3.0, "step": 0.05})
 SD_VERSION = ("COMBO", ["SD15", "SDXL"], "SDXL")
@@ -103,8 +109,17 @@ def object_info(comfy_server):
     return comfy_server.object_info()
 
 
-def test_the_table_has_the_eight_old_ids():
-    assert len(OLD_NODES) == 8
+def test_the_table_has_the_old_packs_published_ids():
+    """The table above against the ids and display names the old pack registers (tests/data/legacy_node_ids.json)."""
+    published = PUBLISHED["nodes"]
+    assert sorted(OLD_NODES) == sorted(published)
+    assert {node_id: old["display_name"] for node_id, old in OLD_NODES.items()} == published
+
+
+def test_the_legacy_category_holds_exactly_the_old_ids(object_info):
+    """No old id is missing from the server, and no other node poses as one of the old pack's."""
+    legacy = {node_id for node_id, info in object_info.items() if info.get("category") == LEGACY_CATEGORY}
+    assert legacy == set(PUBLISHED["nodes"])
 
 
 @pytest.mark.parametrize("node_id", sorted(OLD_NODES))

@@ -197,9 +197,45 @@ def test_stop_at_zero_is_the_base_model_exactly(sd15, prompts):
     assert torch.equal(off, base)
 
 
+def _sharing(patched_model):
+    import comfy.patcher_extension
+
+    from layerstack.models.attention_sharing import OWNER_KEY
+
+    (wrapper,) = patched_model.get_wrappers(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OWNER_KEY)
+    return wrapper.sharing
+
+
 def test_control_image_per_set_and_resize(sd15, prompts):
-    # one control image per generated set (2 sets of 2 frames), of another size and RGBA: fitted and composited
-    patched = _apply(sd15, "layer_sd15_bg2fg", control_image=_control_image(batch=2), resize_mode="resize and fill")
+    """One control image per generated set (2 sets of 2 frames), of another size and RGBA: each run fits it to the
+    generation size (grey composite, then the resize mode), and sample n of a chunk gets frame n % 2's features of
+    set n // 2's image, in the cond and the uncond chunk alike."""
+    from layerstack.models.conditioning_images import composite_on_grey, fit_image_to_size
+
+    images = _control_image(batch=2)
+    patched = _apply(sd15, "layer_sd15_bg2fg", control_image=images, resize_mode="resize and fill")
+    sharing = _sharing(patched)
+    model_sampling = sd15.model.model.model_sampling
+    run = sharing.prepare_run(model_sampling, (4, 4, 8, 8))  # latent batch 4 of 64x64 px
+    assert run.groups_per_chunk == 2
+    expected = fit_image_to_size(composite_on_grey(images), 64, 64, "resize and fill").movedim(-1, 1)
+    assert run.control_image.shape == (2, 3, 64, 64)
+    assert torch.equal(run.control_image, expected.float())
+    assert not torch.equal(expected, fit_image_to_size(composite_on_grey(images), 64, 64, "just resize").movedim(-1, 1))
+
+    # per-set mapping, against runs that have only one of the two images
+    site = sharing.sites[0]  # 64 tokens at 64x64 px
+    channels = sharing.layers[site.index].control_convs[0][2].out_channels
+    hidden = torch.zeros(8, 64, channels)  # cond chunk (4 samples) + uncond chunk (4 samples)
+    features = sharing.control_features(site, hidden, run)
+    alone = [_sharing(_apply(sd15, "layer_sd15_bg2fg", control_image=images[i:i + 1], resize_mode="resize and fill"))
+             for i in range(2)]
+    single = [s.control_features(site, torch.zeros(2, 64, channels), s.prepare_run(model_sampling, (2, 4, 8, 8)))
+              for s in alone]  # [frame 0, frame 1] of that image alone
+    for n in range(8):
+        torch.testing.assert_close(features[n], single[(n // 2) % 2][n % 2], rtol=0, atol=1e-6)
+    assert not torch.allclose(single[0][0], single[1][0])  # the two images do give different features
+
     out = _sample(patched, *prompts, 4)
     assert torch.isfinite(out).all()
 
