@@ -1,7 +1,8 @@
 """Shared fixtures (in-process ComfyUI, generated model fixtures, a real headless ComfyUI server) and the test tiers.
 
 Tiers, by folder (each runnable alone, e.g. `pytest -m unit`; scripts/test.sh runs them in this order):
-- tests/unit   `unit`: plain torch/numpy; ComfyUI is not importable there (tests/unit/conftest.py).
+- tests/unit   `unit`: plain torch/numpy; ComfyUI is not importable there (tests/unit/conftest.py). Its few costly
+               tests (full-size networks) are also marked `slow`, which `scripts/test.sh --fast` leaves out.
 - tests/host   `host`: ComfyUI in-process (`comfy_host`, `sd15`, `sdxl`, ...).
 - tests/e2e    `server`: a real headless ComfyUI server (`comfy_server`).
 """
@@ -65,6 +66,8 @@ def pytest_configure(config):
     os.environ.setdefault("TQDM_DISABLE", "1")
     for tier in TIERS.values():
         config.addinivalue_line("markers", f"{tier}: {tier}-tier test (see tests/conftest.py)")
+    config.addinivalue_line("markers", "slow: a unit-tier test too costly for `scripts/test.sh --fast` (full-size "
+                                       "networks on CPU); the full run includes it")
 
 
 def pytest_collection_modifyitems(config, items):

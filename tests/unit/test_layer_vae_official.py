@@ -80,6 +80,7 @@ def plain_median_decode(net, pixel, latent):
     return torch.median(torch.stack(results), dim=0).values.clip(0, 1)
 
 
+@pytest.mark.slow  # the 104M-parameter decoder run 16 times on CPU
 @pytest.mark.parametrize("batch,h,w", [(2, 64, 64), (1, 64, 128)])
 def test_official_shape_decode_equals_plain_eight_pass_median(official_decoder, batch, h, w):
     g = torch.Generator().manual_seed(batch * h + w)
