@@ -14,12 +14,13 @@ FAST=0
 if [ "${1:-}" = "--fast" ]; then FAST=1; shift; fi
 say() { echo "[test] $*"; }
 
-if [ "$FAST" = 1 ]; then bash scripts/setup.sh; else bash scripts/setup.sh --newest-host; fi || exit 1
-say "ruff"
-.venv/bin/ruff check . || exit 1
-
 failed=()
 summary=()
+start=$(date +%s)
+if [ "$FAST" = 1 ]; then bash scripts/setup.sh; else bash scripts/setup.sh --newest-host; fi || exit 1
+summary+=("set-up: $(( $(date +%s) - start ))s")
+say "ruff"
+.venv/bin/ruff check . || exit 1
 # stage NAME VENV COMFY_DIR MARKERS FOLDERS: one pytest run over the tier folders (so a stage imports only what its
 # tiers need: the unit stage never imports ComfyUI); empty VENV/COMFY_DIR mean the default host.
 stage() {
