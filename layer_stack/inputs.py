@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import node_error
+from ..errors import FROM_IMAGE, node_error, require_finite
 
 
 def _shape(t: object) -> str:
@@ -25,7 +25,7 @@ def check_image(image: object, node: str, input_name: str) -> torch.Tensor:
         raise node_error(node, input_name, "an IMAGE of shape [batch, height, width, 3 or 4]", _shape(image))
     if not image.is_floating_point():
         raise node_error(node, input_name, "a float IMAGE", f"dtype {image.dtype}")
-    return image.detach().to("cpu", torch.float32)
+    return require_finite(image.detach().to("cpu", torch.float32), node, input_name, FROM_IMAGE)
 
 
 def check_mask(mask: object, node: str, input_name: str) -> torch.Tensor:
@@ -33,7 +33,7 @@ def check_mask(mask: object, node: str, input_name: str) -> torch.Tensor:
         mask = mask.unsqueeze(0)
     if not (isinstance(mask, torch.Tensor) and mask.ndim == 3 and mask.is_floating_point()):
         raise node_error(node, input_name, "a float MASK of shape [batch, height, width]", _shape(mask))
-    return mask.detach().to("cpu", torch.float32)
+    return require_finite(mask.detach().to("cpu", torch.float32), node, input_name, FROM_IMAGE)
 
 
 PLACEHOLDER_SIZE = (64, 64)  # the size of LoadImage's all-zero mask for a picture without an alpha channel

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 from .. import host
-from ..errors import LayerStackError
+from ..errors import FROM_NETWORK, FROM_SAMPLER, FROM_VAE, LayerStackError, require_finite
 from . import decode as decode_mod
 from . import encode as encode_mod
 from . import layout as layout_mod
@@ -159,6 +159,8 @@ def decode(
 
     layout = layout_of(tvae)
     check_decode_inputs(node, images, samples, layout)
+    require_finite(images, node, "images", FROM_VAE)
+    require_finite(samples, node, "samples", FROM_SAMPLER)
     if passes not in PASSES_CHOICES:
         raise LayerStackError(f"{node}: input 'passes' expected one of {PASSES_CHOICES}, got {passes}.")
     patcher = tvae.decoder()
@@ -190,7 +192,7 @@ def decode(
             )
             if layout.alpha_last:
                 out = out[:, [3, 0, 1, 2]]  # per-channel median and clip commute with this reordering
-            return out.movedim(1, -1)
+            return require_finite(out.movedim(1, -1), node, "rgb / alpha", FROM_NETWORK, kind="output")
         except Exception as error:
             if not host.is_oom(error) or sub_batch_size <= 1:
                 raise
@@ -240,11 +242,12 @@ def encode(
     """
     import comfy.model_management as mm
 
+    given_height, given_width = rgb.shape[2:]
     alpha = crop_like_vae_encode(vae, alpha.expand_as(rgb), node=node)[:, :1]
     rgb = crop_like_vae_encode(vae, rgb, node=node)
-    if rgb.shape[2] < 8 or rgb.shape[3] < 8:
+    if rgb.shape[2] < 8 or rgb.shape[3] < 8:  # the crop to a multiple of 8 left nothing: say what the user gave
         raise LayerStackError(
-            f"{node}: input 'image' expected at least 8x8 pixels, got {rgb.shape[3]}x{rgb.shape[2]}."
+            f"{node}: input 'image' expected at least 8x8 pixels, got {given_width}x{given_height}."
         )
 
     layout = layout_of(tvae)
@@ -261,4 +264,5 @@ def encode(
         part = slice(start, start + ENCODE_BATCH)
         x = encode_mod.offset_encoder_input(rgb[part], alpha[part], alpha_last=layout.alpha_last)
         offsets.append(patcher.model(x.to(device=device, dtype=dtype)).float().to(mean.device))
-    return encode_mod.offset_latent(mean, std, torch.cat(offsets), multiplier * layout.offset_scale)
+    latent = encode_mod.offset_latent(mean, std, torch.cat(offsets), multiplier * layout.offset_scale)
+    return require_finite(latent, node, "latent", f"{FROM_VAE} Or: {FROM_NETWORK}", kind="output")

@@ -24,7 +24,7 @@ import torch
 from comfy.weight_adapter import LoRAAdapter
 
 from .. import host
-from ..errors import LayerStackError, node_error
+from ..errors import FROM_SAMPLER, LayerStackError, node_error, require_finite
 from . import files, registry
 from .registry import Family, Kind, LayerFile
 
@@ -272,6 +272,7 @@ def condition_c_concat(model, latents: Sequence[torch.Tensor], *, node: str, nam
         if latent.ndim != 4 or latent.shape[1] != LATENT_CHANNELS:
             raise node_error(node, name, f"a {LATENT_CHANNELS}-channel SDXL latent [batch, 4, h, w]",
                              f"shape {list(latent.shape)}")
+        require_finite(latent, node, name, FROM_SAMPLER)
     sizes = {tuple(latent.shape[2:]) for latent in latents}
     if len(sizes) > 1:
         raise node_error(node, " / ".join(names), "condition latents of one size",

@@ -13,7 +13,7 @@ import torch
 from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..errors import node_error
+from ..errors import FROM_SAMPLER, node_error, require_finite
 from ..layer_vae import runtime
 from ..models import registry
 from ..models.attention_sharing import apply_attention_sharing
@@ -51,6 +51,7 @@ def expand_latent(latent: dict, entry: registry.LayerFile, node: str) -> dict:
     if not isinstance(samples, torch.Tensor) or samples.ndim != 4 or samples.shape[1] != 4:
         got = f"shape {list(samples.shape)}" if isinstance(samples, torch.Tensor) else type(latent).__name__
         raise node_error(node, "latent", "an SD1.5 LATENT [sets, 4, height/8, width/8]", got)
+    require_finite(samples, node, "latent", FROM_SAMPLER)
     frames = entry.frames
     out = {k: v for k, v in latent.items() if k not in ("samples", "batch_index", "noise_mask")}
     out["samples"] = samples.repeat_interleave(frames, dim=0)

@@ -279,3 +279,27 @@ def test_encode_refuses_a_non_sd_vae(layer_vae, sd15_vae):
     other.latent_channels = 16
     with pytest.raises(LayerStackError, match="input 'vae' expected an SD1.5/SDXL VAE"):
         TransparentEncode.execute(layer_vae, other, rgba_image(), MASK_IS_ALPHA, 1.0)
+
+
+# --- non-finite values and late or misleading errors (issue: NaN/inf were silent; 1x1 said 0x0) ------------------------
+
+@pytest.mark.parametrize("where", ["samples", "images"])
+def test_decode_refuses_nan_and_inf_naming_input_count_and_cause(layer_vae, where):
+    samples, images = latent_and_image()
+    broken = samples["samples"] if where == "samples" else images
+    broken.view(-1)[3] = float("nan")
+    broken.view(-1)[5] = float("inf")
+    with pytest.raises(LayerStackError, match=rf"LayerStackTransparentDecode: input '{where}' holds 2 non-finite "
+                                              r"value\(s\) \(NaN or inf\) out of \d+\. Likely cause: .*--fp32-vae"):
+        TransparentDecode.execute(layer_vae, samples, images, passes="1", sub_batch_size=0)
+    with pytest.raises(LayerStackError, match=rf"LayeredDiffusionDecode: input '{where}' holds 2 non-finite"):
+        legacy_decode.LayeredDiffusionDecode.execute(samples, images, "SD15", 16)
+
+
+def test_encode_refuses_a_nan_image_and_reports_the_size_the_user_gave(layer_vae, sd15_vae):
+    image = rgba_image()
+    image[0, 1, 2, 0] = float("nan")
+    with pytest.raises(LayerStackError, match=r"LayerStackTransparentEncode: input 'image' holds 1 non-finite"):
+        TransparentEncode.execute(layer_vae, sd15_vae, image, MASK_IS_ALPHA, 1.0)
+    with pytest.raises(LayerStackError, match=r"input 'image' expected at least 8x8 pixels, got 1x1\."):
+        TransparentEncode.execute(layer_vae, sd15_vae, rgba_image(h=1, w=1), MASK_IS_ALPHA, 1.0)
