@@ -104,6 +104,7 @@ def read_layer_file(entry: LayerFile, path: str) -> dict[str, torch.Tensor]:
     else:
         state_dict = read_tensor_pickle(path, entry)
     validate_layer_state_dict(entry, state_dict, source=path)
+    check_finite_weights(entry, state_dict, source=path)
     if entry.kind is Kind.TRANSPARENT_VAE:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(BUNDLE_IGNORED_PREFIX)}
     return state_dict
@@ -184,6 +185,26 @@ def validate_layer_state_dict(entry: LayerFile, state_dict: Mapping[str, torch.T
     hint = f" It looks like {' or '.join(looks_like)}." if looks_like else ""
     shown = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
     raise LayerStackError(f"{source}: is not a valid {entry.describe()}: {shown}.{hint}")
+
+
+def check_finite_weights(entry: LayerFile, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse a file with NaN/inf weights (they would turn every result into NaN, i.e. empty images).
+
+    One sum per tensor (NaN and inf propagate through it); values are counted only where it is not finite, which
+    also clears a sum that merely overflowed in fp16.
+    """
+    broken = {}
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(tensor.sum().isfinite()):
+            bad = int(tensor.numel() - tensor.isfinite().sum())
+            if bad:
+                broken[key] = bad
+    if broken:
+        shown = ", ".join(f"{key} ({bad} of {state_dict[key].numel()})" for key, bad in list(broken.items())[:3])
+        more = f" and {len(broken) - 3} more tensors" if len(broken) > 3 else ""
+        raise LayerStackError(
+            f"{source}: is not a usable {entry.describe()}: {len(broken)} tensor(s) hold NaN or inf values: "
+            f"{shown}{more}. The file is damaged; delete it and download {entry.filename} again from {entry.url}.")
 
 
 def download_layer_file(entry: LayerFile | str, url: str | None = None, folder: str | None = None) -> str:

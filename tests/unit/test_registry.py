@@ -95,6 +95,17 @@ def test_truncated_file_is_refused(scratch_dir):
         files.read_layer_file(registry.get("vae_transparent_encoder"), str(bad))
 
 
+def test_nan_or_inf_weights_are_refused_naming_the_file_and_tensors(scratch_dir):
+    state_dict = _official_like("vae_transparent_encoder")
+    key = sorted(state_dict)[0]
+    state_dict[key] = state_dict[key].clone()
+    state_dict[key].view(-1)[:2] = torch.tensor([float("nan"), float("inf")])
+    bad = _write(scratch_dir / "vae_transparent_encoder.safetensors", state_dict)
+    with pytest.raises(LayerStackError, match=rf"{bad}: is not a usable .*: 1 tensor\(s\) hold NaN or inf values: "
+                                              rf"{key} \(2 of \d+\)\. The file is damaged"):
+        files.read_layer_file(registry.get("vae_transparent_encoder"), str(bad))
+
+
 class _Files(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
