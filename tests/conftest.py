@@ -22,6 +22,7 @@ TIERS = {"unit": "unit", "host": "host", "e2e": "server"}
 # Per-test limits sized to the tier; session fixtures (building the fixture models, a first server start on a busy
 # 2-core machine) count towards the first test that needs them.
 TIER_TIMEOUT_S = {"unit": 60, "host": 900, "server": 1200}
+SLOW_TIMEOUT_S = 600  # a test marked slow (full-size networks on CPU)
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +79,8 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tier folders {sorted(TIERS)}")
         item.add_marker(getattr(pytest.mark, tier))
         if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(TIER_TIMEOUT_S[tier]))
+            slow = item.get_closest_marker("slow") is not None
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S if slow else TIER_TIMEOUT_S[tier]))
 
 
 class LoadedCheckpoint:
