@@ -115,13 +115,18 @@ def load_layer_patches(model, file_id: str, *, node: str) -> LayerPatches:
 def unpatched_shapes(model) -> dict[str, tuple[int, ...]]:
     """Parameter shapes of the model as loaded from its checkpoint.
 
-    Not `model.model.state_dict()`: clones share one module, and while a patched clone is loaded its weights (a
-    conv_in widened to 8 channels, say) are what the module holds; get_key_patches reads the saved originals.
+    Not the module's current weights: clones share one module, and while a patched clone is loaded its weights (a
+    conv_in widened to 8 channels, say) are what the module holds; the patcher's backup keeps the originals. Not
+    `get_key_patches` either: on quantized models newer hosts raise there for the scale entries
+    (docs/HOSTS.md#quantized-base-models). A quantized weight reports its logical shape.
     """
-    # each value is [(original weight, convert function), *patches]; quantized models also list their scales and
-    # quantization metadata there, with no weight (docs/HOSTS.md#quantized-base-models)
-    return {k: tuple(v[0][0].shape) for k, v in model.get_key_patches("diffusion_model.").items()
-            if isinstance(v[0][0], torch.Tensor)}
+    shapes = {}
+    for key, value in model.model_state_dict("diffusion_model.").items():
+        backup = model.backup.get(key)
+        weight = backup.weight if backup is not None else value
+        if isinstance(weight, torch.Tensor):
+            shapes[key] = tuple(weight.shape)
+    return shapes
 
 
 def require_family(model, entry: LayerFile, *, node: str) -> None:

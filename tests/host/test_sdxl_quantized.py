@@ -47,7 +47,8 @@ def quantized(fixture_paths, tmp_path_factory):
     path = tmp_path_factory.mktemp("quantized") / "sdxl_scaled_fp8.safetensors"
     state_dict = safetensors.torch.load_file(str(fixture_paths["sdxl_checkpoint"]))
     safetensors.torch.save_file(to_scaled_fp8(state_dict), str(path))
-    model, *_ = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=False, output_clip=False)
+    with torch.inference_mode():  # as the loader node runs (see inference_mode below)
+        model, *_ = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=False, output_clip=False)
     return model
 
 
