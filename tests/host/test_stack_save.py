@@ -69,7 +69,10 @@ def test_save_rgba_png_keeps_straight_alpha_and_embeds_prompt_and_workflow(folde
     rgb, alpha, _ = rgba_picture(24, 32, soft=True, junk="noise")
     prompt = {"1": {"class_type": "LayerStackSaveRGBA", "inputs": {}}}
     workflow = {"nodes": [{"id": 1, "type": "LayerStackSaveRGBA"}]}
-    node = save.LayerStackSaveRGBA.PREPARE_CLASS_CLONE(
+    # The node as the executor runs it: a class whose `hidden` holds the prompt and workflow (built here with the
+    # public HiddenHolder; the executor's own cloning hook changed its argument between hosts).
+    node = type("LayerStackSaveRGBARun", (save.LayerStackSaveRGBA,), {})
+    node.hidden = comfy_io.HiddenHolder.from_dict(
         {comfy_io.Hidden.prompt: prompt, comfy_io.Hidden.extra_pnginfo: {"workflow": workflow}})
     ui = node.execute(image=rgb, alpha=alpha, filename_prefix="rgba/%batch_num%_cut").ui.as_dict()
     [result] = ui["images"]
