@@ -26,6 +26,7 @@ def register_layer_model_folder() -> None:
 
 
 register_layer_model_folder()
+WEB_DIRECTORY = "./web"  # the Settings entry "Download missing LayerDiffuse layer files automatically"
 
 
 EXAMPLE_INPUTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example_workflows", "input")

@@ -7,6 +7,7 @@ state dict is loaded into its module or turned into patches.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -20,6 +21,7 @@ from ..errors import LayerStackError
 from .registry import BUNDLE_IGNORED_PREFIX, FOLDER_NAME, Kind, LayerFile, get, identify, problems
 
 DOWNLOAD_ENV = "LAYERSTACK_ALLOW_DOWNLOAD"
+DOWNLOAD_SETTING = "LayerStack.AllowDownload"  # registered in the UI by web/layerstack.js
 log = logging.getLogger("layerstack")
 
 
@@ -29,9 +31,22 @@ def layer_model_folders() -> list[str]:
     return folder_paths.get_folder_paths(FOLDER_NAME)
 
 
+def download_setting_on() -> bool:
+    """The UI switch (Settings → LayerStack), which the frontend stores in the default user's comfy.settings.json."""
+    import folder_paths
+
+    path = os.path.join(folder_paths.get_user_directory(), "default", "comfy.settings.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get(DOWNLOAD_SETTING) is True
+    except (OSError, ValueError, AttributeError):  # no settings saved yet, or not a JSON object
+        return False
+
+
 def download_allowed(explicit: bool = False) -> bool:
-    """Downloading is opt-in: an explicit node option, or LAYERSTACK_ALLOW_DOWNLOAD=1 for servers."""
-    return explicit or os.environ.get(DOWNLOAD_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    """Downloading is opt-in: a node's allow_download, the UI setting, or LAYERSTACK_ALLOW_DOWNLOAD=1 for servers."""
+    return (explicit or os.environ.get(DOWNLOAD_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+            or download_setting_on())
 
 
 def search_folders(entry: LayerFile) -> list[str]:
@@ -63,8 +78,9 @@ def find_layer_file(entry: LayerFile | str) -> str:
     raise LayerStackError(
         f"Layer file {entry.filename} ({entry.family.value} {entry.role}) was not found.\n"
         f"Searched:\n{searched}\n"
-        f"Download it from {entry.url} into one of these folders, or allow downloading "
-        f"(the node's download option, or {DOWNLOAD_ENV}=1 in the server's environment)."
+        f"Download it from {entry.url} into one of these folders, or let LayerStack download missing files: turn on "
+        f"Settings → LayerStack → 'Download missing LayerDiffuse layer files automatically' (or set "
+        f"{DOWNLOAD_ENV}=1 in the server's environment)."
     )
 
 

@@ -80,6 +80,24 @@ class TransparentVAE:
             self._encoder = patcher
 
 
+LAYER_TAG = "layerstack_layer_file"  # LATENT key: the SD1.5 attention-sharing file whose frames the batch holds
+
+
+def check_latent_family(node: str, layer_vae: TransparentVAE, samples: dict) -> None:
+    """Refuse a latent whose family is known (SD1.5 layer nodes tag theirs) and differs from the decoder's; SD1.5
+    and SDXL latents cannot be told apart otherwise, so an untagged latent is trusted."""
+    tag = samples.get(LAYER_TAG) if isinstance(samples, dict) else None
+    if tag is None:
+        return
+    made_by = registry.get(tag)
+    if made_by.family is not layer_vae.family:
+        raise LayerStackError(
+            f"{node}: input 'samples' expected a {layer_vae.family.value} latent (the family of 'layer_vae'), got an "
+            f"{made_by.family.value} latent (made with {made_by.filename}). Connect the model to Load Transparent "
+            f"VAE, or set its 'family' to {made_by.family.value}."
+        )
+
+
 def family_from(node: str, family_name: str, model=None) -> Family:
     """The family of a connected MODEL, else the explicit choice."""
     if model is not None:

@@ -19,6 +19,7 @@ from ..errors import node_error
 from ..layer_stack.stack import LayerStack
 from ..layer_vae.runtime import PASSES_CHOICES
 from ..models.conditioning_images import RESIZE_MODE_NAMES, ResizeMode
+from .search_words import search_aliases
 
 CATEGORY = "LayerStack"
 LEGACY_CATEGORY = "LayerStack/legacy (ComfyUI-layerdiffuse)"
@@ -82,7 +83,17 @@ NEWER_HOST_SCHEMA_FIELDS = frozenset({"search_aliases", "essentials_category"})
 
 
 def schema(**fields) -> io.Schema:
-    """io.Schema, without the NEWER_HOST_SCHEMA_FIELDS this ComfyUI does not know (search_aliases: after 0.3.75)."""
+    """io.Schema, without the NEWER_HOST_SCHEMA_FIELDS this ComfyUI does not know (search_aliases: after 0.3.75).
+
+    Adds the search words of nodes/search_words.py: as `search_aliases` where the host has them, else at the end of
+    the description. The legacy nodes keep exactly what the old pack declared.
+    """
+    if fields.get("category") != LEGACY_CATEGORY:
+        words = search_aliases(fields["node_id"], fields.get("category", ""))
+        if "search_aliases" in _SCHEMA_FIELDS:
+            fields["search_aliases"] = list(dict.fromkeys([*fields.get("search_aliases", []), *words]))
+        elif fields.get("description"):
+            fields["description"] = f"{fields['description']} (Search words: {', '.join(words)}.)"
     unknown = set(fields) - _SCHEMA_FIELDS
     if unknown - NEWER_HOST_SCHEMA_FIELDS:
         raise TypeError(f"io.Schema has no field(s) {sorted(unknown - NEWER_HOST_SCHEMA_FIELDS)} on this ComfyUI, "

@@ -18,7 +18,7 @@ from ..layer_vae import runtime
 from ..models import registry
 from ..models.attention_sharing import apply_attention_sharing
 from ..models.conditioning_images import ResizeMode
-from ..models.transparent_vae import TransparentVAE
+from ..models.transparent_vae import LAYER_TAG, TransparentVAE
 from .common import (
     CATEGORY,
     PASSES_OPTIONS,
@@ -32,7 +32,6 @@ from .common import (
 )
 
 SD15_CATEGORY = f"{CATEGORY}/SD1.5"
-LAYER_TAG = "layerstack_layer_file"  # LATENT key: the attention-sharing file whose frames the batch holds
 
 MODE_AUTO = "auto (from the latent)"
 SPLIT_MODES = {

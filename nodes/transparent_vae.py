@@ -14,7 +14,7 @@ from ..layer_stack.compositing import flatten
 from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_vae import runtime
 from ..models.registry import Family
-from ..models.transparent_vae import TransparentVAE, family_from
+from ..models.transparent_vae import TransparentVAE, check_latent_family, family_from
 from .common import CATEGORY, MASK_IS_LOADIMAGE, PASSES_OPTIONS, LayerStackNode, LayerVAE, mask_meaning_input, schema
 
 VAE_CATEGORY = f"{CATEGORY}/transparent VAE"
@@ -34,7 +34,9 @@ class LoadTransparentVAE(LayerStackNode):
             "plain tensors only (Fetch Layer File converts it to safetensors once).",
             inputs=[
                 io.Combo.Input("family", options=[f.value for f in Family], default=Family.SDXL.value,
-                               tooltip="Which files to use when no model is connected."),
+                               tooltip="Which files to use when no model is connected. It must be the family of "
+                                       "the latents you decode (Transparent Decode refuses an SD1.5 layer latent "
+                                       "with the SDXL decoder; other latents cannot be told apart)."),
                 io.Model.Input("model", optional=True,
                                tooltip="If connected, its family (SD1.5, SDXL or Flux) decides and 'family' is "
                                        "ignored."),
@@ -95,6 +97,7 @@ class TransparentDecode(LayerStackNode):
         node = cls.NODE_ID
         if not isinstance(layer_vae, TransparentVAE):
             raise node_error(node, "layer_vae", "the output of Load Transparent VAE", type(layer_vae).__name__)
+        check_latent_family(node, layer_vae, samples)
         decoded = runtime.decode(layer_vae, images, samples["samples"], node=node, passes=int(passes),
                                  sub_batch_size=sub_batch_size or None)
         return io.NodeOutput(*runtime.rgb_alpha_rgba(decoded))
