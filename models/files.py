@@ -33,8 +33,10 @@ def layer_model_folders() -> list[str]:
 
 def download_setting_on() -> bool:
     """The UI switch (Settings → LayerStack), which the frontend stores in the default user's comfy.settings.json."""
-    import folder_paths
-
+    try:
+        import folder_paths
+    except ImportError:  # used outside ComfyUI (tools, unit tests): there is no UI and so no setting
+        return False
     path = os.path.join(folder_paths.get_user_directory(), "default", "comfy.settings.json")
     try:
         with open(path, encoding="utf-8") as f:

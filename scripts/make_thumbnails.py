@@ -1,4 +1,5 @@
-"""Draws the template thumbnails: example_workflows/<title>.jpg, a picture of each template's graph.
+"""Draws the template thumbnails: example_workflows/<title>.jpg, a picture of each template's graph (and the pack's
+icon, docs/icon.png).
 
 ComfyUI's template browser shows `<template name>.jpg` from the pack's example_workflows/ folder beside each template.
 No model weights exist where the pack is built, so a thumbnail is a diagram of the graph (node boxes where the
@@ -95,7 +96,19 @@ def render(workflow: dict, title: str) -> Image.Image:
     return image
 
 
+def icon() -> Image.Image:
+    """The pack's icon for the Registry (docs/icon.png): three offset layers, the top one see-through."""
+    image = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for i, colour in enumerate([(110, 130, 170, 255), (185, 125, 225, 255), (100, 190, 120, 170)]):
+        x = 40 + 36 * i
+        draw.rounded_rectangle([x, 136 - 36 * i, x + 120, 216 - 36 * i], radius=14, fill=colour,
+                               outline=(250, 250, 250, 255), width=4)
+    return image
+
+
 def main() -> None:
+    icon().save(TEMPLATES.parent / "docs" / "icon.png", optimize=True)
     for path in sorted(TEMPLATES.glob("*.json")):
         workflow = json.loads(path.read_text(encoding="utf-8"))
         render(workflow, path.stem).save(path.with_suffix(".jpg"), quality=85, optimize=True)

@@ -114,3 +114,12 @@ def test_stack_template_runs_on_a_fresh_server_with_the_shipped_samples(fixture_
         assert thumb.ok and thumb.headers["Content-Type"] == "image/jpeg"
     finally:
         server.stop()
+
+
+def test_readme_table_lists_every_template_and_its_files():
+    readme = (TEMPLATE_DIR.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Templates: what to download"):readme.index("## Where files go")]
+    for slug, title in TEMPLATES.items():
+        assert f"| *{title}* |" in section, title
+        for model in files_needed(slug):
+            assert f"`{model['name']}`" in section and model["url"] in section, (title, model["name"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from layerstack.errors import LayerStackError
@@ -35,3 +38,21 @@ def test_folder_registration_keeps_a_user_yaml_entry_first(comfy_host, monkeypat
     layerstack.register_layer_model_folder()  # idempotent
     assert folder_paths.folder_names_and_paths["layer_model"][0] == paths
 
+
+def test_download_setting_of_the_ui_switches_downloading_on(comfy_host, monkeypatch, tmp_path):
+    """Settings → LayerStack (web/layerstack.js) stores the switch in the default user's comfy.settings.json."""
+    import folder_paths
+
+    monkeypatch.delenv(files.DOWNLOAD_ENV, raising=False)
+    monkeypatch.setattr(folder_paths, "get_user_directory", lambda: str(tmp_path))
+    assert not files.download_allowed()  # no settings file yet
+    (tmp_path / "default").mkdir()
+    settings = tmp_path / "default" / "comfy.settings.json"
+    settings.write_text(json.dumps({files.DOWNLOAD_SETTING: False, "Comfy.Locale": "en"}))
+    assert not files.download_allowed()
+    settings.write_text(json.dumps({files.DOWNLOAD_SETTING: True}))
+    assert files.download_allowed()
+    settings.write_text("not json")
+    assert not files.download_allowed()
+    js = (Path(__file__).resolve().parents[2] / "web" / "layerstack.js").read_text()
+    assert f'id: "{files.DOWNLOAD_SETTING}"' in js

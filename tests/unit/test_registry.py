@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import threading
-from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -157,21 +155,3 @@ def test_download_needs_the_option_or_the_environment_variable(monkeypatch):
     assert files.download_allowed()
 
 
-
-def test_download_setting_of_the_ui_switches_downloading_on(comfy_host, monkeypatch, tmp_path):
-    """Settings → LayerStack (web/layerstack.js) stores the switch in the default user's comfy.settings.json."""
-    import folder_paths
-
-    monkeypatch.delenv(files.DOWNLOAD_ENV, raising=False)
-    monkeypatch.setattr(folder_paths, "get_user_directory", lambda: str(tmp_path))
-    assert not files.download_allowed()  # no settings file yet
-    (tmp_path / "default").mkdir()
-    settings = tmp_path / "default" / "comfy.settings.json"
-    settings.write_text(json.dumps({files.DOWNLOAD_SETTING: False, "Comfy.Locale": "en"}))
-    assert not files.download_allowed()
-    settings.write_text(json.dumps({files.DOWNLOAD_SETTING: True}))
-    assert files.download_allowed()
-    settings.write_text("not json")
-    assert not files.download_allowed()
-    js = (Path(__file__).resolve().parents[2] / "web" / "layerstack.js").read_text()
-    assert f'id: "{files.DOWNLOAD_SETTING}"' in js
