@@ -20,6 +20,8 @@ def test_locale_file_is_current_and_served(comfy_server):
     assert len(committed) >= 40
     served = requests.get(f"{comfy_server.url}/i18n", timeout=30).json()
     assert served["en"]["nodeDefs"]["LayerStackSavePSD"]["display_name"] == "Save Layer Stack (PSD)"
+    # the template browser's category for the pack's folder (custom_nodes/layerstack) reads "LayerStack"
+    assert served["en"]["templateWorkflows"]["category"]["layerstack"] == "LayerStack"
 
 
 def test_nodes_carry_the_words_people_search_for(comfy_server):
