@@ -15,6 +15,7 @@ from batch_runner.convert import ui_to_api
 from fixtures.server import ComfyServer
 from fixtures.workflows import (
     API_DIR,
+    NEWEST_HOST_TEMPLATES,
     TEMPLATE_DIR,
     TEMPLATES,
     api_workflow,
@@ -48,6 +49,9 @@ def test_template_converts_to_its_api_twin(comfy_server, slug):
     object_info = comfy_server.object_info()
     ui = ui_workflow(slug)
     types = {node["type"] for node in ui["nodes"]} - VIRTUAL_NODES
+    if slug in NEWEST_HOST_TEMPLATES and not types <= set(object_info):
+        pytest.skip(f"{template_path(slug).name} needs core nodes this ComfyUI lacks "
+                    f"({sorted(types - set(object_info))}); it is checked on the newest host")
     assert types <= set(object_info), f"{template_path(slug).name} uses unknown node types {sorted(types - set(object_info))}"
     converted = ui_to_api(ui, object_info)
     assert converted == api_workflow(slug), (
