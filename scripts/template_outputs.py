@@ -28,7 +28,7 @@ SIZE, STEPS, PASSES = 64, 2, "2"
 
 
 def input_images() -> dict[str, Image.Image]:
-    """The images the templates and legacy examples load, deterministic, in other sizes than the generation (foreground and background alike, for the stack template)."""
+    """The images the templates and legacy examples load, deterministic, in other sizes than the generation (foreground, background and mask alike, for the stack template)."""
     rng = np.random.default_rng(2024)
     foreground = rng.integers(0, 256, (48, 96, 4), dtype=np.uint8)
     foreground[:, :30, 3] = 0
@@ -45,6 +45,7 @@ def input_images() -> dict[str, Image.Image]:
         "layerstack_background.png": Image.fromarray(rng.integers(0, 256, (48, 96, 3), dtype=np.uint8)),
         "layerstack_blended.png": Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)),
         "layerstack_rgba_asset.png": Image.fromarray(asset, "RGBA"),
+        "layerstack_mask.png": Image.fromarray(rng.integers(0, 256, (48, 96), dtype=np.uint8), "L"),
         IMAGES["fg"]: Image.fromarray(legacy_fg, "RGBA"),
         IMAGES["bg"]: Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)),
         IMAGES["blended"]: Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)),
