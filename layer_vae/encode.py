@@ -17,8 +17,12 @@ GREY = 0.5
 
 
 def composite_on_grey(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """rgb [B,3,H,W], alpha [B,1,H,W] in [0,1] -> straight-alpha image over mid-grey."""
-    return rgb * alpha + GREY * (1.0 - alpha)
+    """Straight-alpha colour over mid-grey, the neutral background LayerDiffuse models read transparency as.
+
+    Any layout: ``alpha`` broadcasts against ``rgb`` (e.g. [B,3,H,W] with [B,1,H,W], or [B,H,W,3] with [B,H,W,1]),
+    all in [0,1] (docs/FORMATS.md#encode, #condition-images).
+    """
+    return GREY + (rgb - GREY) * alpha
 
 
 def offset_encoder_input(rgb: torch.Tensor, alpha: torch.Tensor, alpha_last: bool = False) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import node_error
+from ..layer_vae.encode import composite_on_grey as on_grey
 
 
 class ResizeMode(str, enum.Enum):
@@ -36,8 +37,7 @@ def composite_on_grey(image: torch.Tensor) -> torch.Tensor:
         return image
     if channels != 4:
         raise ValueError(f"an IMAGE must have 3 (RGB) or 4 (RGBA) channels, got {channels}")
-    rgb, alpha = image[..., :3], image[..., 3:4]
-    return 0.5 + (rgb - 0.5) * alpha
+    return on_grey(image[..., :3], image[..., 3:4])
 
 
 def fit_image_to_size(image: torch.Tensor, width: int, height: int, mode: ResizeMode | str) -> torch.Tensor:
