@@ -20,6 +20,10 @@ from ..errors import node_error
 
 # Enough for any real folder; only reached if something keeps creating files under our names.
 MAX_NAME_ATTEMPTS = 10_000
+# Longest file or folder name (bytes) on the usual file systems (ext4, APFS, NTFS count 255), less what the save
+# nodes append to the prefix: "_00001_.ext" and room for a batch number.
+MAX_NAME_BYTES = 255
+APPENDED_BYTES = len("_00001_.psd") + 4
 
 
 def _inside(path: str, root: str) -> bool:
@@ -33,6 +37,13 @@ def check_prefix(prefix: str, output_dir: str, node: str, input_name: str = "fil
     if "\x00" in prefix:
         raise node_error(node, input_name, "a prefix without NUL characters", repr(prefix))
     normalized = os.path.normpath(prefix)
+    parts = normalized.split(os.sep)
+    for i, part in enumerate(parts):
+        limit = MAX_NAME_BYTES - (APPENDED_BYTES if i == len(parts) - 1 else 0)
+        if len(part.encode("utf-8")) > limit:
+            raise node_error(node, input_name, f"file and folder names of at most {limit} bytes (file systems allow "
+                             f"{MAX_NAME_BYTES}; the counter and extension are appended to the last part)",
+                             f"a part of {len(part.encode('utf-8'))} bytes: {part[:40]!r}...")
     root = os.path.realpath(output_dir)
     folder = os.path.realpath(os.path.join(root, os.path.dirname(normalized)))
     if os.path.isabs(prefix) or normalized.split(os.sep)[0] == os.pardir or not _inside(folder, root):

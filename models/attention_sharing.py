@@ -314,13 +314,15 @@ class AttentionSharing:
 
     def __init__(self, entry: registry.LayerFile, weights: SharingWeights, *, node: str,
                  layer_prompts: Sequence[torch.Tensor | None], control_image: torch.Tensor | None,
-                 resize_mode: ResizeMode, start_percent: float, stop_percent: float):
+                 resize_mode: ResizeMode, start_percent: float, stop_percent: float,
+                 control_input: str = "control_image"):
         self.entry = entry
         self.weights = weights
         self.frames = entry.frames
         self.node = node
         self.layer_prompts = tuple(layer_prompts)  # per frame: [1, tokens, 768] replacing the positive prompt, or None
         self.control_image = control_image  # IMAGE [n, H, W, 3|4] as given; fitted per run
+        self.control_input = control_input  # the calling node's name for it, for errors raised while sampling
         self.resize_mode = resize_mode
         self.start_percent = start_percent
         self.stop_percent = stop_percent
@@ -473,8 +475,9 @@ class AttentionSharing:
         if self.control_image is not None:
             images = self.control_image.shape[0]
             if images not in (1, groups):
-                raise node_error(self.node, "control image", f"1 image or one per generated set ({groups} = latent "
-                                 f"batch {batch} / {self.frames} frames)", f"{images} images")
+                raise node_error(self.node, self.control_input, f"1 image or one per generated set ({groups} = the "
+                                 f"sampled latent batch {batch} / {self.frames} frames; checked when sampling)",
+                                 f"{images} images")
             height, width = int(noise_shape[-2]) * LATENT_SCALE, int(noise_shape[-1]) * LATENT_SCALE
             fitted = fit_image_to_size(composite_on_grey(self.control_image), width, height, self.resize_mode)
             control = fitted.movedim(-1, 1).float().cpu()
@@ -550,13 +553,15 @@ class SamplingWrapper(_Patch):
 def apply_attention_sharing(model, file_id: str, *, layer_conds: Mapping[str, object] | None = None,
                             control_image: torch.Tensor | None = None, start_percent: float = 0.0,
                             stop_percent: float = 1.0, resize_mode: ResizeMode | str = ResizeMode.CROP_AND_RESIZE,
-                            node: str = DEFAULT_NODE, input_names: Mapping[str, str] | None = None):
+                            node: str = DEFAULT_NODE, input_names: Mapping[str, str] | None = None,
+                            sets: int | None = None):
     """A clone of `model` (an SD1.5 ModelPatcher) running one of the four attention-sharing files.
 
     layer_conds: layer name (as in the registry entry's outputs, e.g. "background") -> CONDITIONING or None; that
     layer's frame uses it instead of the positive prompt. control_image: IMAGE for fg2bg / bg2fg, fitted to the
     generation size by `resize_mode` when sampling. input_names maps "model", "file", "control_image" and layer names
-    to the calling node's input names, for error messages.
+    to the calling node's input names, for error messages. sets: the number of image sets when the caller knows
+    it (its latent input): the control image count is then checked here rather than when sampling.
     """
     names = {"model": "model", "file": "file", "control_image": "control_image", **(input_names or {})}
     entry = _attention_sharing_entry(file_id, node, names["file"])
@@ -565,6 +570,9 @@ def apply_attention_sharing(model, file_id: str, *, layer_conds: Mapping[str, ob
         raise node_error(node, "start_percent / stop_percent", "0 <= start <= stop <= 1",
                          f"start {start_percent}, stop {stop_percent}")
     control_image = _check_control_image(entry, control_image, node, names["control_image"])
+    if control_image is not None and sets is not None and control_image.shape[0] not in (1, sets):
+        raise node_error(node, names["control_image"], f"1 image or one per set ({sets} = the latent's batch)",
+                         f"{control_image.shape[0]} images")
     context_dim = int(model.get_model_object("diffusion_model." + registry.SD15_ATTENTION_LAYERS[1]).to_k.in_features)
     prompts = _layer_prompts(entry, layer_conds or {}, context_dim, node, names)
 
@@ -575,7 +583,7 @@ def apply_attention_sharing(model, file_id: str, *, layer_conds: Mapping[str, ob
     weights = load_weights(entry, loaded.state_dict, get_attention, dtype=unet_compute_dtype(model), source=loaded.path)
     sharing = AttentionSharing(entry, weights, node=node, layer_prompts=prompts, control_image=control_image,
                                resize_mode=ResizeMode(resize_mode), start_percent=float(start_percent),
-                               stop_percent=float(stop_percent))
+                               stop_percent=float(stop_percent), control_input=names["control_image"])
     return attach(model, sharing)
 
 

@@ -132,7 +132,7 @@ class _SD15Layers(LayerStackNode):
         patched = apply_attention_sharing(
             model, cls.FILE_ID, layer_conds=layer_conds, control_image=control, start_percent=start_percent,
             stop_percent=stop_percent, resize_mode=resize_mode or ResizeMode.CROP_AND_RESIZE, node=cls.NODE_ID,
-            input_names=names)
+            input_names=names, sets=latent["samples"].shape[0])
         return io.NodeOutput(patched, out_latent)
 
 

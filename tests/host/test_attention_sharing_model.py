@@ -308,9 +308,11 @@ def test_error_bad_batch_before_sampling(sd15, prompts, patched):
 
 
 def test_error_control_image_count(sd15, prompts):
-    patched = _apply(sd15, "layer_sd15_fg2bg", control_image=_control_image(batch=3))
+    # Without the set count (the legacy node has no latent input) it is checked when sampling, naming the input as
+    # the calling node calls it.
+    patched = _apply(sd15, "layer_sd15_fg2bg", control_image=_control_image(batch=3), input_names={"control_image": "image"})
     message = _error(_sample, patched, *prompts, 4)
-    assert "control image" in message and "1 image or one per generated set (2" in message and "3 images" in message
+    assert "test: input 'image' expected 1 image or one per generated set (2" in message and "3 images" in message
 
 
 def test_error_control_image_missing_or_unexpected(sd15):

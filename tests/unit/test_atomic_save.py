@@ -81,3 +81,15 @@ def test_the_saved_file_gets_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_an_over_long_prefix_is_a_node_message_not_an_oserror(tmp_path):
+    from layerstack.errors import LayerStackError
+    from layerstack.layer_stack.output_paths import check_prefix
+
+    with pytest.raises(LayerStackError, match=r"^SaveNode: input 'filename_prefix' expected file and folder names of "
+                                              r"at most 240 bytes .*got a part of 300 bytes"):
+        check_prefix("x" * 300, str(tmp_path), "SaveNode")  # before: accepted, then OSError 'File name too long'
+    with pytest.raises(LayerStackError, match=r"at most 255 bytes .*got a part of 256 bytes"):
+        check_prefix("d" * 256 + "/name", str(tmp_path), "SaveNode")
+    check_prefix("d" * 255 + "/" + "n" * 240, str(tmp_path), "SaveNode")  # the longest that fits
