@@ -147,12 +147,14 @@ def decode(
     node: str,
     passes: int = 8,
     sub_batch_size: Optional[int] = None,
+    sub_batch_cap: Optional[int] = None,
 ) -> torch.Tensor:
     """IMAGE [B,H,W,3] + raw LATENT samples -> [B,H,W,4] (alpha first, whatever the decoder's own order) fp32 on
     the intermediate device.
 
     ``sub_batch_size``: UNet samples per forward call (one image pass = one sample); None picks it
-    (auto_sub_batch). Out of memory halves it and retries.
+    (auto_sub_batch). ``sub_batch_cap`` only lowers the chosen size, never raises it. Out of memory halves it and
+    retries.
     """
     import comfy.model_management as mm
     import comfy.utils
@@ -171,6 +173,8 @@ def decode(
     mm.load_models_gpu([patcher], memory_required=per_sample * min(batch * passes, 16))
     if sub_batch_size is None:
         sub_batch_size = auto_sub_batch(device, per_sample)
+    if sub_batch_cap is not None:
+        sub_batch_size = max(1, min(sub_batch_size, sub_batch_cap))
 
     pixel = images[..., :3].movedim(-1, 1)
     square = -(-height // SIZE_MULTIPLE) == -(-width // SIZE_MULTIPLE)

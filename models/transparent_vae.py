@@ -7,6 +7,7 @@ layer_vae/runtime.py to be loaded strictly under ComfyUI's model management.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,23 @@ def check_latent_family(node: str, layer_vae: TransparentVAE, samples: dict) -> 
             f"{made_by.family.value} latent (made with {made_by.filename}). Connect the model to Load Transparent "
             f"VAE, or set its 'family' to {made_by.family.value}."
         )
+
+
+# Legacy decode ids name only a family, with no LAYER_VAE socket for ComfyUI to cache: their TransparentVAE is kept
+# here, one per family (at most len(Family)), keyed by its decoder file's identity so a replaced file is read anew.
+_REUSED: dict[Family, tuple[tuple, TransparentVAE]] = {}
+
+
+def reused(family: Family) -> TransparentVAE:
+    """The family's TransparentVAE, shared across runs while its decoder file (path, size, mtime) is unchanged:
+    no re-read, re-validation or new patcher per run; ComfyUI's model management still loads and offloads it."""
+    path = files.find_layer_file(registry.decoder_for(family))
+    stat = os.stat(path)
+    identity = (path, stat.st_size, stat.st_mtime_ns)
+    kept = _REUSED.get(family)
+    if kept is None or kept[0] != identity:
+        kept = _REUSED[family] = (identity, TransparentVAE(family))
+    return kept[1]
 
 
 def family_from(node: str, family_name: str, model=None) -> Family:

@@ -18,7 +18,7 @@ from comfy_api.latest import io
 from ..errors import node_error
 from ..layer_vae import runtime
 from ..models.registry import Family
-from ..models.transparent_vae import TransparentVAE
+from ..models.transparent_vae import reused
 from .common import LEGACY_CATEGORY, LayerStackNode, schema
 
 SD_VERSIONS = ["SD15", "SDXL"]  # the old StableDiffusionVersion values, in the old order
@@ -34,9 +34,11 @@ def _common_inputs() -> list[io.Input]:
 
 def _decode(node: str, samples, images, sd_version: str, sub_batch_size: int) -> torch.Tensor:
     """[B,H,W,4] alpha-first decode, as the old decode node computed it (8 passes)."""
-    # Stateless: the decoder is read per run (the old node cached it on the instance).
-    tvae = TransparentVAE(Family(sd_version))
-    return runtime.decode(tvae, images, samples["samples"], node=node, passes=8, sub_batch_size=sub_batch_size)
+    # The old node kept its decoder on the node instance; here it is reused while its file is unchanged
+    # (models/transparent_vae.reused). The old sub_batch_size only caps the automatic, memory-bounded size: the old
+    # default of 16 would put all 8 passes in one forward call, twice the memory on CPU for no speed.
+    tvae = reused(Family(sd_version))
+    return runtime.decode(tvae, images, samples["samples"], node=node, passes=8, sub_batch_cap=sub_batch_size)
 
 
 def _rgba(decoded: torch.Tensor) -> torch.Tensor:

@@ -303,3 +303,32 @@ def test_encode_refuses_a_nan_image_and_reports_the_size_the_user_gave(layer_vae
         TransparentEncode.execute(layer_vae, sd15_vae, image, MASK_IS_ALPHA, 1.0)
     with pytest.raises(LayerStackError, match=r"input 'image' expected at least 8x8 pixels, got 1x1\."):
         TransparentEncode.execute(layer_vae, sd15_vae, rgba_image(h=1, w=1), MASK_IS_ALPHA, 1.0)
+
+
+# --- legacy decode ids: decoder reused while its file is unchanged, sub_batch_size only caps memory -----------------
+
+def test_legacy_decode_reuses_the_decoder_and_caps_the_sub_batch(fixture_paths, monkeypatch):
+    import os
+
+    from layerstack.layer_vae import runtime as runtime_mod
+    from layerstack.models import files
+
+    reads, sub_batches = [], []
+    real_load, real_decode = files.load_layer_file, runtime_mod.decode_mod.decode_augmented
+    monkeypatch.setattr(files, "load_layer_file", lambda entry, **kw: reads.append(entry) or real_load(entry, **kw))
+    monkeypatch.setattr(runtime_mod.decode_mod, "decode_augmented",
+                        lambda *a, **kw: sub_batches.append(kw["max_batch"]) or real_decode(*a, **kw))
+    samples, images = latent_and_image(batch=2)
+    first = legacy_decode.LayeredDiffusionDecodeRGBA.execute(samples, images, "SD15", 16).result[0]
+    second = legacy_decode.LayeredDiffusionDecodeRGBA.execute(samples, images, "SD15", 16).result[0]
+    assert len(reads) <= 1 and torch.equal(first, second)  # read at most once (an earlier test may have read it)
+    assert sub_batches == [1, 1]  # on CPU the automatic size is 1: the old default 16 no longer raises memory
+    path = fixture_paths["layer_model_dir"] / "layer_sd15_vae_transparent_decoder.safetensors"
+    stat = path.stat()
+    before = len(reads)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # the file "changed"
+    try:
+        legacy_decode.LayeredDiffusionDecodeRGBA.execute(samples, images, "SD15", 16)
+    finally:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert len(reads) == before + 1  # read again after the change
