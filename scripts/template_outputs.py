@@ -45,10 +45,11 @@ def input_images() -> dict[str, Image.Image]:
         "layerstack_background.png": Image.fromarray(rng.integers(0, 256, (48, 96, 3), dtype=np.uint8)),
         "layerstack_blended.png": Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)),
         "layerstack_rgba_asset.png": Image.fromarray(asset, "RGBA"),
-        "layerstack_mask.png": Image.fromarray(rng.integers(0, 256, (48, 96), dtype=np.uint8), "L"),
         IMAGES["fg"]: Image.fromarray(legacy_fg, "RGBA"),
         IMAGES["bg"]: Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)),
         IMAGES["blended"]: Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)),
+        # drawn last, so the images above stay the ones earlier hash lists were made with
+        "layerstack_mask.png": Image.fromarray(rng.integers(0, 256, (48, 96), dtype=np.uint8), "L"),
     }
 
 
