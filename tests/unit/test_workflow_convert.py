@@ -249,3 +249,61 @@ def test_dynamic_prompts_strip_comments_and_resolve_choices():
 def test_duplicate_node_ids_are_an_error():
     with pytest.raises(BatchError, match="node id 3 is used by two nodes"):
         ui_to_api(_wf([_node(3, "EmptyImage", [8, 8, 1, 0]), _node(3, "ImageInvert")], []), INFO)
+
+
+# The shape ComfyUI 0.33.0's /object_info gives core's Create Layered Image (tooltips shortened), and an input whose
+# widgetType names the widget drawn for a multi-type input (0.33.0's LTXVEmptyLatentAudio frame_rate).
+NEWER = {
+    "ImageCompositor": {
+        "display_name": "Create Layered Image",
+        "input": {"required": {"layers": ["LAYERS", {"tooltip": "Layer stack to composite."}],
+                               "compositor": ["COMPOSITOR", {"tooltip": "Layered composition saved by the compositor "
+                                                                        "editor.", "default": {}, "socketless": True}]},
+                  "hidden": {"prompt": ["PROMPT"], "extra_pnginfo": ["EXTRA_PNGINFO"]}},
+        "input_order": {"required": ["layers", "compositor"], "hidden": ["prompt", "extra_pnginfo"]},
+    },
+    "MultiType": {
+        "display_name": "Multi",
+        "input": {"required": {"rate": ["FLOAT,INT", {"default": 25, "widgetType": "FLOAT"}],
+                               "curve": ["CURVE", {"socketless": True}]}},
+        "input_order": {"required": ["rate", "curve"]},
+    },
+}
+LAYERS_SOURCE = _node(1, "LayerStackToCoreLayers", [0, True], outputs=[_out("LAYERS", [1])])
+LAYERS_INFO = {**NEWER, "LayerStackToCoreLayers": {"display_name": "Layer Stack to LAYERS", "input": {"required": {
+    "picture": ["INT", {"default": 0}], "crop_to_content": ["BOOLEAN", {"default": True}]}},
+    "input_order": {"required": ["picture", "crop_to_content"]}}}
+
+
+def _compositor(values, inputs=(_in("layers", "LAYERS", 1),)):
+    return _wf([LAYERS_SOURCE, _node(2, "ImageCompositor", values, list(inputs))], [[1, 1, 0, 2, 0, "LAYERS"]])
+
+
+def test_widget_only_compositor_value_is_sent_as_the_object_it_is():
+    """Create Layered Image's `compositor` is a widget without a socket: its saved value (an object, `{}` until the
+    layer editor saves a composition) is one entry of widgets_values and goes to /prompt unwrapped."""
+    api = ui_to_api(_compositor([{}]), LAYERS_INFO)
+    assert api["2"] == {"inputs": {"compositor": {}, "layers": ["1", 0]}, "class_type": "ImageCompositor",
+                        "_meta": {"title": "Create Layered Image"}}
+    saved = {"version": 1, "canvas": {"w": 64, "h": 48}, "inputs": ["a1"], "layers": [{"x": 3, "y": 4}]}
+    # 1.49 also gives the widget an input slot named after it; the value still comes from widgets_values
+    slot = _in("compositor", "COMPOSITOR", None, widget=True)
+    assert ui_to_api(_compositor([saved], [_in("layers", "LAYERS", 1), slot]), LAYERS_INFO)["2"]["inputs"] == {
+        "compositor": saved, "layers": ["1", 0]}
+
+
+def test_compositor_value_missing_or_of_the_wrong_kind():
+    warnings = []
+    api = ui_to_api(_compositor([]), LAYERS_INFO, warn=warnings.append)
+    assert api["2"]["inputs"]["compositor"] == {} and "compositor" in warnings[0]
+    with pytest.raises(BatchError, match=r"node 2 \(ImageCompositor\).*'compositor' \(COMPOSITOR\)"):
+        ui_to_api(_compositor(["not a composition"]), LAYERS_INFO)
+    with pytest.raises(BatchError, match=r"left over: \[\{\}\]"):  # a host without the widget: one value too many
+        ui_to_api(_compositor([{}]), {**LAYERS_INFO, "ImageCompositor": {
+            **NEWER["ImageCompositor"], "input": {"required": {"layers": ["LAYERS", {}]}},
+            "input_order": {"required": ["layers"]}}})
+
+
+def test_widget_type_option_names_the_widget_and_curve_lists_are_tagged():
+    api = ui_to_api(_wf([_node(1, "MultiType", [24, [[0, 0], [1, 1]]])], []), NEWER)
+    assert api["1"]["inputs"] == {"rate": 24, "curve": {"__type__": "CURVE", "__value__": [[0, 0], [1, 1]]}}

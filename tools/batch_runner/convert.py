@@ -17,6 +17,13 @@ frontend 1.32 (the one shipped with ComfyUI 0.3.75):
 * STRING widgets with ``dynamicPrompts`` get ``//`` and ``/* */`` comments stripped and ``{a|b}`` choices resolved;
 * ``_meta.title`` is the node's own title, else the host's display name for its class (hosts rename classes: 0.33.0
   shows EmptyImage as "Empty Image"), so the same file converts to different titles on different hosts.
+
+Frontend 1.49 (shipped with ComfyUI 0.33.0) keeps these rules and draws more input types as widgets (``WIDGET_TYPES``),
+some of them widget-only (``socketless``) with an object value: core's *Create Layered Image* (ImageCompositor) has a
+required ``compositor`` input of type COMPOSITOR, default ``{}``, holding the layer editor's saved composition. Such a
+value is one entry of ``widgets_values`` and is sent as it is (an object; an empty ``{}`` until the editor saves one).
+An input's ``widgetType`` option, where present, names the widget drawn for it (e.g. ``FLOAT,INT`` drawn as FLOAT), and
+a CURVE widget's list is sent as ``{"__type__": "CURVE", "__value__": [...]}``.
 """
 
 from __future__ import annotations
@@ -31,11 +38,16 @@ from .workflow import is_ui_workflow
 MODE_NEVER = 2  # "muted" in the editor
 MODE_BYPASS = 4
 VIRTUAL_TYPES = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})
-# Input types the frontend draws as a widget (ComfyWidgets + core extensions); everything else is a socket.
+# Input types the frontend draws as a widget (ComfyWidgets of frontends 1.32 and 1.49 + core extensions); everything
+# else is a socket. A type appears in /object_info only on hosts whose frontend knows it, so one set serves all hosts.
 WIDGET_TYPES = frozenset(
     {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO", "MARKDOWN", "IMAGEUPLOAD", "COLOR", "IMAGECOMPARE", "CHART",
-     "GALLERIA", "TEXTAREA", "WEBCAM"}
+     "GALLERIA", "TEXTAREA", "WEBCAM",
+     # frontend 1.49 (ComfyUI 0.33.0)
+     "BOUNDING_BOX", "BOUNDING_BOXES", "PAINTER", "COMPOSITOR", "CURVE", "RANGE", "VIDEO_EDIT", "COLORS"}
 )
+# Widget types whose saved value is an object (JSON dict), sent to /prompt as it is.
+OBJECT_WIDGET_TYPES = frozenset({"COMPOSITOR", "BOUNDING_BOX", "RANGE", "VIDEO_EDIT"})
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize", "increment-wrap"})
 SEED_NAMES = ("seed", "noise_seed")
 MEDIA_UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
@@ -57,13 +69,16 @@ def _opts(spec: list) -> dict:
 
 
 def _spec_type(spec: list) -> str:
-    return "COMBO" if isinstance(spec[0], list) else str(spec[0])
+    """The widget kind: COMBO for a list of choices, else the ``widgetType`` option where given, else the type."""
+    if isinstance(spec[0], list):
+        return "COMBO"
+    return str(_opts(spec).get("widgetType") or spec[0])
 
 
 def _is_widget(spec: list) -> bool:
     if _opts(spec).get("forceInput"):
         return False
-    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+    return _spec_type(spec) in WIDGET_TYPES
 
 
 def _has_control(name: str, spec: list) -> bool:
@@ -100,7 +115,18 @@ def _fits(spec: list, value) -> bool:
         if isinstance(value, list):  # multi-select combos hold a list of choices
             return bool(opts.get("multi_select") or opts.get("multiselect"))
         return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    if kind in OBJECT_WIDGET_TYPES:
+        return isinstance(value, dict)
     return True
+
+
+def _sent_value(spec: list, value):
+    """What the frontend's graphToPrompt sends for a widget value: lists wrapped (a bare list means a link)."""
+    if not isinstance(value, list):
+        return value
+    if _spec_type(spec) == "CURVE":
+        return {"__type__": "CURVE", "__value__": value}
+    return {"__value__": value}
 
 
 def _dynamic_prompt(text: str, rng: random.Random) -> str:
@@ -343,7 +369,7 @@ class _Converter:
                     )
                 if _spec_type(ispec) == "STRING" and _opts(ispec).get("dynamicPrompts"):
                     value = _dynamic_prompt(value, self.rng)
-                out[name] = {"__value__": value} if isinstance(value, list) else value
+                out[name] = _sent_value(ispec, value)
                 i += 1
             elif kind == "control":
                 control_taken = have and isinstance(value, str) and value in CONTROL_VALUES
@@ -399,7 +425,7 @@ class _Converter:
                 ispec = self._input_spec(target["type"], name)
                 if isinstance(value, str) and ispec and _opts(ispec).get("dynamicPrompts"):
                     value = _dynamic_prompt(value, self.rng)
-                prompt[tid]["inputs"][name] = {"__value__": value} if isinstance(value, list) else value
+                prompt[tid]["inputs"][name] = _sent_value(ispec or ["*"], value)
 
     def _input_spec(self, ntype: str, name: str) -> list | None:
         sections = (self.info.get(ntype) or {}).get("input") or {}
