@@ -35,7 +35,7 @@ def role(node_type: str) -> str:
         return "note"
     if node_type.startswith(("Load", "CheckpointLoader")) or node_type == "LayerStackLoadTransparentVAE":
         return "load"
-    if node_type.startswith(("Save", "Preview", "LayerStackSave", "LayerStackPreview")):
+    if node_type.startswith(("Save", "Preview", "LayerStackSave", "LayerStackPreview")) or node_type == "ImageCompositor":
         return "save"
     if node_type.startswith("LayerStack"):
         return "layer"

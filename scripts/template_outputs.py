@@ -110,8 +110,13 @@ def main() -> int:
         try:
             for name, image in input_images().items():
                 image.save(server.input_dir / name)
+            known = set(server.object_info())
             for name, prompt in prompts(checkpoints).items():
                 if args.k not in name:
+                    continue
+                missing = sorted({node["class_type"] for node in prompt.values()} - known)
+                if missing:  # a template built on newer hosts' core nodes (e.g. 35 on 0.3.75)
+                    print(f"{name} not run: this ComfyUI has no {', '.join(missing)}", flush=True)
                     continue
                 outputs = server.run(prompt, timeout=1800)["outputs"]
                 for nid in sorted(outputs, key=lambda n: (len(n), n)):

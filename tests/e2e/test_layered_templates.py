@@ -1,6 +1,10 @@
-"""The layered templates run end to end on a real server: the split template as shipped (sample picture + mask), and
-the Qwen-Image-Layered template with its generative part (loaders, sampler, VAE decode) replaced by a synthetic
-RGBA batch of the decoder's shape, loaded from an animated PNG, so everything after the decode runs as shipped."""
+"""The layered templates run end to end on a real server: the split template as shipped (sample picture + mask), the
+Qwen-Image-Layered template with its generative part (loaders, sampler, VAE decode) replaced by a synthetic
+RGBA batch of the decoder's shape, loaded from an animated PNG, so everything after the decode runs as shipped; and
+the SDXL -> core LAYERS -> Create Layered Image template, as shipped on the random-weight SDXL fixture (made small) and
+once more with its transparent decode replaced by a hard-edged synthetic cut-out, so the composite can be checked
+pixel by pixel. The last needs core's LAYERS type and Create Layered Image (the newest host); elsewhere it is
+skipped with that reason."""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ import io
 import uuid
 
 import numpy as np
+import pytest
 from PIL import Image
 from psd_tools import PSDImage
 
 from fixtures.layered_files import psd_layer_on_canvas, read_ora
-from fixtures.workflows import TEMPLATE_DIR, api_workflow
+from fixtures.workflows import TEMPLATE_DIR, api_workflow, not_on_this_host, prefixed
 
 SAMPLES = TEMPLATE_DIR / "input"
 
@@ -85,3 +90,57 @@ def test_qwen_template_after_the_decode_writes_the_layers_bottom_first(comfy_ser
     for stored, frame in zip(ora["layers"], frames):
         assert np.array_equal(stored["pixels"][..., 3], frame[..., 3])
 
+
+
+def test_sdxl_core_layers_template_composites_the_stack_in_create_layered_image(comfy_server, fixture_paths, tmp_path):
+    reason = not_on_this_host("stack_sdxl_core_layers", comfy_server.object_info())
+    if reason:
+        pytest.skip(reason)
+    twin = api_workflow("stack_sdxl_core_layers")
+    assert [twin[n]["class_type"] for n in ("9", "11", "12", "13", "14")] == [
+        "LayerStackTransparentDecode", "LayerStackFromText2Layer", "LayerStackToCoreLayers", "ImageCompositor",
+        "SaveImage"]
+    assert twin["13"]["inputs"] == {"compositor": {}, "layers": ["12", 0]}  # the widget-only input, as sent
+    # As shipped, on the SDXL fixture at 64 x 64, 2 steps, 1 decoder pass.
+    shipped = unique_prefixes(api_workflow("stack_sdxl_core_layers"))
+    shipped["1"]["inputs"]["ckpt_name"] = fixture_paths["sdxl_checkpoint"].name
+    shipped["5"]["inputs"].update(width=64, height=64)
+    shipped["6"]["inputs"]["steps"] = 2
+    shipped["9"]["inputs"]["passes"] = "1"
+    shipped["10"]["inputs"].update(width=64, height=64)
+    # The decode (and the sampling feeding it) replaced by a hard-edged cut-out: colours and LoadImage's inverted
+    # alpha from an RGBA PNG, the alpha made 1 = opaque again by core's InvertMask; the rest runs as shipped, and
+    # the LAYERS document is also read back into a stack and saved as PSD.
+    rng = np.random.default_rng(7)
+    cutout = rng.integers(0, 256, (48, 64, 4), dtype=np.uint8)
+    cutout[..., 3] = 0
+    cutout[20:44, 10:50, 3] = 255
+    path = tmp_path / "cutout.png"
+    Image.fromarray(cutout, "RGBA").save(path)
+    name = comfy_server.upload_image(path, f"layerstack_core_layers_{uuid.uuid4().hex[:8]}.png")
+    synthetic = unique_prefixes({k: v for k, v in api_workflow("stack_sdxl_core_layers").items()
+                                 if k in {"10", "11", "12", "13", "14"}})
+    synthetic["10"]["inputs"].update(width=64, height=48)
+    synthetic["90"] = {"class_type": "LoadImage", "inputs": {"image": name}}
+    synthetic["91"] = {"class_type": "InvertMask", "inputs": {"mask": ["90", 1]}}
+    synthetic["11"]["inputs"].update(foreground=["90", 0], mask=["91", 0])
+    synthetic["92"] = {"class_type": "LayerStackFromCoreLayers", "inputs": {"layers": ["12", 0], "bake_transforms": False}}
+    synthetic["93"] = {"class_type": "LayerStackSavePSD", "inputs": {"stack": ["92", 0],
+                                                                     "filename_prefix": f"LayerStack/core_{uuid.uuid4().hex[:8]}"}}
+    outputs = comfy_server.run({**prefixed(shipped, "a"), **prefixed(synthetic, "b")}, timeout=900)["outputs"]
+
+    for prefix, size in (("a", (64, 64)), ("b", (64, 48))):
+        compositor = outputs[f"{prefix}13"]
+        assert len(compositor["compositor_layers"]) == 2, prefix  # background and foreground, as editor layers
+        with Image.open(io.BytesIO(comfy_server.fetch(outputs[f"{prefix}14"]["images"][0]))) as im:
+            assert im.size == size and im.mode == "RGB", prefix  # the opaque background: an RGB composite
+            composite = np.asarray(im).astype(int)
+    background = np.array([0xE8, 0xE0, 0xD0])  # the template's background colour
+    opaque = cutout[..., 3] == 255
+    assert np.abs(composite[~opaque] - background).max() <= 1
+    assert np.abs(composite[opaque] - cutout[opaque][:, :3]).max() <= 1
+    psd = PSDImage.open(io.BytesIO(comfy_server.fetch(outputs["b93"]["psd"][0])))
+    assert [layer.name for layer in psd] == ["background", "foreground"] and psd.size == (64, 48)
+    assert psd[1].bbox == (10, 20, 50, 44)  # crop_to_content: the box around the visible pixels, at its place
+    foreground = psd_layer_on_canvas(psd, psd[1])
+    assert np.array_equal(foreground[..., 3], cutout[..., 3]) and np.array_equal(foreground[opaque], cutout[opaque])
