@@ -307,3 +307,12 @@ def test_compositor_value_missing_or_of_the_wrong_kind():
 def test_widget_type_option_names_the_widget_and_curve_lists_are_tagged():
     api = ui_to_api(_wf([_node(1, "MultiType", [24, [[0, 0], [1, 1]]])], []), NEWER)
     assert api["1"]["inputs"] == {"rate": 24, "curve": {"__type__": "CURVE", "__value__": [[0, 0], [1, 1]]}}
+
+
+def test_dynamic_combo_is_refused_by_name():
+    info = {"Resize": {"display_name": "Resize", "input": {"required": {"resize_type": ["COMFY_DYNAMICCOMBO_V3", {
+        "options": [{"key": "scale by multiplier", "inputs": {"required": {"multiplier": ["FLOAT", {"default": 1.0}]}}}]
+    }]}}, "input_order": {"required": ["resize_type"]}}}
+    with pytest.raises(BatchError, match=r"node 4 \(Resize\) input 'resize_type' is a COMFY_DYNAMICCOMBO_V3.*API format"):
+        ui_to_api(_wf([_node(4, "Resize", ["scale by multiplier", 2.0])], []), info)
+    assert ui_to_api(_wf([_node(4, "Resize", ["scale by multiplier", 2.0], mode=2)], []), info) == {}  # muted: not sent

@@ -23,7 +23,8 @@ some of them widget-only (``socketless``) with an object value: core's *Create L
 required ``compositor`` input of type COMPOSITOR, default ``{}``, holding the layer editor's saved composition. Such a
 value is one entry of ``widgets_values`` and is sent as it is (an object; an empty ``{}`` until the editor saves one).
 An input's ``widgetType`` option, where present, names the widget drawn for it (e.g. ``FLOAT,INT`` drawn as FLOAT), and
-a CURVE widget's list is sent as ``{"__type__": "CURVE", "__value__": [...]}``.
+a CURVE widget's list is sent as ``{"__type__": "CURVE", "__value__": [...]}``. Dynamic combos (COMFY_DYNAMICCOMBO_V3,
+whose chosen option adds its own widgets) are not re-stated: a node with one is refused with a pointer to Export (API).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ WIDGET_TYPES = frozenset(
      # frontend 1.49 (ComfyUI 0.33.0)
      "BOUNDING_BOX", "BOUNDING_BOXES", "PAINTER", "COMPOSITOR", "CURVE", "RANGE", "VIDEO_EDIT", "COLORS"}
 )
+# Frontend 1.49's dynamic widgets (a combo whose options bring their own inputs): not converted, refused by name.
+DYNAMIC_WIDGET_TYPES = frozenset({"COMFY_DYNAMICCOMBO_V3"})
 # Widget types whose saved value is an object (JSON dict), sent to /prompt as it is.
 OBJECT_WIDGET_TYPES = frozenset({"COMPOSITOR", "BOUNDING_BOX", "RANGE", "VIDEO_EDIT"})
 CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize", "increment-wrap"})
@@ -324,6 +327,12 @@ class _Converter:
                 ispec = defs.get(name)
                 if not isinstance(ispec, list) or not ispec:
                     continue
+                if isinstance(ispec[0], str) and ispec[0] in DYNAMIC_WIDGET_TYPES:
+                    raise BatchError(
+                        f"UI workflow: node {nid} ({node['type']}) input '{name}' is a {ispec[0]} (a choice whose "
+                        "widgets the editor adds and removes as it changes), which the converter does not support: "
+                        "export the workflow in API format (Export (API)) instead"
+                    )
                 opts = _opts(ispec)
                 if not _is_widget(ispec):
                     if opts.get("forceInput"):
