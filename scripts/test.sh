@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: set-up (idempotent), lint, then the pytest tiers (tests/conftest.py):
 #   unit                 plain torch/numpy, no ComfyUI                                once
-#   host + server        in-process ComfyUI, then a real ComfyUI server              on each host:
+#   host + server        in-process ComfyUI, then a real ComfyUI server (one test drives it from headless Chromium,
+#                          which the set-up installs with --browser)                  on each host:
 #                          ComfyUI 0.3.75 (.comfyui) and the newest host (.hosts/newest, see scripts/setup.sh)
 # Usage: bash scripts/test.sh [--fast] [pytest arguments]
 #   --fast      the unit tier only, without its few tests marked slow (the developer's loop: well under a minute)
@@ -17,7 +18,7 @@ say() { echo "[test] $*"; }
 failed=()
 summary=()
 start=$(date +%s)
-if [ "$FAST" = 1 ]; then bash scripts/setup.sh; else bash scripts/setup.sh --newest-host; fi || exit 1
+if [ "$FAST" = 1 ]; then bash scripts/setup.sh; else bash scripts/setup.sh --newest-host --browser; fi || exit 1
 summary+=("set-up: $(( $(date +%s) - start ))s")
 say "ruff"
 .venv/bin/ruff check . || exit 1
