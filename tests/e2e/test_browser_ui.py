@@ -23,11 +23,12 @@ from psd_tools import PSDImage
 
 from fixtures.browser import Browser
 from fixtures.comfy_env import comfy_version
-from fixtures.workflows import TEMPLATES
+from fixtures.workflows import TEMPLATE_DIR, TEMPLATES
 
 STACK_TEMPLATE = TEMPLATES["stack_from_images"]  # "30 Layer stack from images to PSD (no model)": needs no model
 PSD_NODE, COMPOSITE_NODE = "4", "6"  # node ids in that template: Save Layer Stack (PSD), Save RGBA PNG of the composite
 PAGE_TIMEOUT_S, RUN_TIMEOUT_S = 120, 180
+SAMPLES = TEMPLATE_DIR / "input"
 
 
 @pytest.fixture
@@ -96,6 +97,8 @@ def _history_entry_with(url: str, psd_name: str) -> dict:
 
 def test_template_browser_run_and_psd_download_in_a_real_browser(comfy_server, browser):
     b, url = browser, comfy_server.url
+    for sample in SAMPLES.iterdir():  # the shipped pictures the template loads (other tests upload their own)
+        assert comfy_server.upload_image(sample) == sample.name
     b.driver.get(url + "/")
     b.wait("the ComfyUI editor (its graph and canvas)", lambda: b.js(
         "return !!(window.app?.graph && window.app?.canvas && document.querySelector('canvas'))"),
@@ -158,7 +161,7 @@ def test_template_browser_run_and_psd_download_in_a_real_browser(comfy_server, b
     assert [layer.visible for layer in psd] == [True, True, False]  # the mask layer travels hidden
     [composite_info] = entry["outputs"][COMPOSITE_NODE]["images"]
     composite = Image.open(io.BytesIO(comfy_server.fetch(composite_info))).convert("RGBA")
-    assert psd.size == composite.size
+    assert psd.size == composite.size == Image.open(SAMPLES / "layerstack_background.png").size
     merged = np.asarray(psd.composite().convert("RGB"), dtype=np.int16)
     assert np.abs(merged - np.asarray(composite.convert("RGB"), dtype=np.int16)).max() <= 2
     assert psd.size[0] > 64 and merged.std() > 10  # a real picture, not a blank canvas
