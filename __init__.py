@@ -26,7 +26,7 @@ def register_layer_model_folder() -> None:
 
 
 register_layer_model_folder()
-WEB_DIRECTORY = "./web"  # the Settings entry "Download missing LayerDiffuse layer files automatically"
+WEB_DIRECTORY = "./web"  # the Settings entry for downloads and the PSD/OpenRaster download links (web/layerstack.js)
 
 
 EXAMPLE_INPUTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example_workflows", "input")

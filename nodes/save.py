@@ -116,8 +116,9 @@ class LayerStackSavePSD(LayerStackNode):
         return layered_file_schema(
             cls.NODE_ID, "Save Layer Stack (PSD)",
             "Writes one layered PSD per picture: one pixel layer per stack layer (bottom to top, with its name, "
-            "opacity, visibility, alpha and offset) and the composite as the merged image. Opens in Photoshop, "
-            "Krita, GIMP and Photopea.")
+            "opacity, visibility, alpha and offset) and the composite as the merged image. Checked to open in GIMP "
+            "2.10 (every layer, name and pixel) and Krita 5.1 (Photoshop and Photopea not tested). After a run the node shows "
+            "a download link per file.")
 
     @classmethod
     def execute(cls, stack, filename_prefix) -> io.NodeOutput:
@@ -132,8 +133,9 @@ class LayerStackSaveORA(LayerStackNode):
         return layered_file_schema(
             cls.NODE_ID, "Save Layer Stack (OpenRaster)",
             "Writes one OpenRaster (.ora) file per picture: one PNG layer per stack layer (name, opacity, "
-            "visibility, offset), the composite as the merged image and a thumbnail. Opens natively in Krita and "
-            "MyPaint (GIMP needs its OpenRaster plug-in).")
+            "visibility, offset), the composite as the merged image and a thumbnail. Checked to open in Krita 5.1 "
+            "(MyPaint reads the format too, not tested; GIMP needs its OpenRaster plug-in). After a run the node "
+            "shows a download link per file.")
 
     @classmethod
     def execute(cls, stack, filename_prefix) -> io.NodeOutput:

@@ -1,7 +1,8 @@
 """The artist's path in a real browser (headless Chromium, Debian's package, driven by Selenium) on the embedded ComfyUI
 with this pack: the template browser lists every template of the pack with its thumbnail loaded (HTTP 200, decoded),
 the no-model template *30* opens from it and runs with the Run button, and its PSD downloads through the link the Save
-Layer Stack (PSD) node shows (web/layerstack.js) and holds the run's named layers (read with psd-tools).
+Layer Stack (PSD) node shows (web/layerstack.js) and holds the run's named layers (read with psd-tools); the
+layer-file download switch is in the Settings dialog under LayerStack.
 
 Screenshots of each step go to $LAYERSTACK_SCREENSHOT_DIR when set, else to the test's temporary folder (never into
 the repository); their paths are printed (pytest -s, or on failure).
@@ -20,6 +21,8 @@ import pytest
 import requests
 from PIL import Image
 from psd_tools import PSDImage
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 
 from fixtures.browser import Browser
 from fixtures.comfy_env import comfy_version
@@ -165,3 +168,12 @@ def test_template_browser_run_and_psd_download_in_a_real_browser(comfy_server, b
     merged = np.asarray(psd.composite().convert("RGB"), dtype=np.int16)
     assert np.abs(merged - np.asarray(composite.convert("RGB"), dtype=np.int16)).max() <= 2
     assert psd.size[0] > 64 and merged.std() > 10  # a real picture, not a blank canvas
+
+    # 6. the download switch for layer files is in the Settings dialog (Ctrl+,), under LayerStack
+    b.js("document.activeElement?.blur?.()")  # the keyboard shortcut is ignored while a text field has the focus
+    ActionChains(b.driver).key_down(Keys.CONTROL).send_keys(",").key_up(Keys.CONTROL).perform()
+    b.wait("the Settings dialog's LayerStack category", lambda: _click_text(b, "[role=dialog]", "LayerStack"))
+    b.wait("the setting 'Download missing LayerDiffuse layer files automatically'", lambda: b.js(
+        "return [...document.querySelectorAll('[role=dialog]')].some(d => "
+        "d.innerText.includes('Download missing LayerDiffuse layer files automatically'))"))
+    b.screenshot("settings-layerstack")
