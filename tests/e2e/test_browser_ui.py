@@ -2,7 +2,7 @@
 with this pack: the template browser lists every template of the pack with its thumbnail loaded (HTTP 200, decoded),
 the no-model template *30* opens from it and runs with the Run button, and its PSD downloads through the link the Save
 Layer Stack (PSD) node shows (web/layerstack.js) and holds the run's named layers (read with psd-tools); the
-layer-file download switch is in the Settings dialog under LayerStack.
+layer-file download switch is in the Settings dialog under LayerStack; the node search finds the pack's nodes.
 
 Screenshots of each step go to $LAYERSTACK_SCREENSHOT_DIR when set, else to the test's temporary folder (never into
 the repository); their paths are printed (pytest -s, or on failure).
@@ -177,3 +177,24 @@ def test_template_browser_run_and_psd_download_in_a_real_browser(comfy_server, b
         "return [...document.querySelectorAll('[role=dialog]')].some(d => "
         "d.innerText.includes('Download missing LayerDiffuse layer files automatically'))"))
     b.screenshot("settings-layerstack")
+    ActionChains(b.driver).send_keys(Keys.ESCAPE).perform()
+    b.wait("the Settings dialog closed", lambda: not b.driver.find_elements("css selector", "[role=dialog]"))
+
+    # 7. the node search (double-click on an empty canvas) finds the pack by the words people type: "psd" through the
+    # display names everywhere; "layerdiffuse" where the host sends search_aliases (frontend 1.32.9 on 0.3.75 searches
+    # only ids and display names, and finds nothing for it: README "Install")
+    words = {"psd": "Save Layer Stack (PSD)"}
+    if any("search_aliases" in d for d in comfy_server.object_info().values()):
+        words["layerdiffuse"] = "Fetch Layer File"
+    for word, node in words.items():
+        b.driver.find_element("css selector", "button[aria-label='Create a new blank workflow']").click()
+        b.wait("a blank workflow", lambda: b.js("return (window.app?.graph?.nodes ?? []).length === 0"))
+        ActionChains(b.driver).move_to_element(b.driver.find_element("css selector", "#graph-canvas")).double_click().perform()
+        box = b.wait("the node search box (focused)", lambda: b.js(
+            "const e = document.activeElement; return e?.tagName === 'INPUT' ? e : null"))
+        box.send_keys(word)
+        # the page is a blank workflow: the node's name shows only in the search results
+        b.wait(f"{node!r} among the node search results for {word!r}", lambda n=node: n in b.js(
+            "return document.body.innerText"))
+        b.screenshot(f"node-search-{word}")
+        ActionChains(b.driver).send_keys(Keys.ESCAPE).perform()
