@@ -19,6 +19,10 @@ How it hooks into ComfyUI — three public transformer patches per attention kin
 3. `attn1_output_patch` / `attn2_output_patch` (after to_out): add the out-LoRA term and the control features, then
    the temporal branch, which needs the block's input (stashed in 1.) and so cannot live inside to_out.
 
+Per-step cost (profiled on the fixture SD1.5, issue 11): the LoRA terms and the temporal branch run in cheaper exact
+forms built once per sampling run (see "the per-frame LoRA terms and the temporal branch" below); the sigma gate and
+the layer-prompt context are decided once per model call, not once per layer.
+
 An OUTER_SAMPLE wrapper refuses a batch that is not a multiple of F before anything is sampled, fits the control
 image to the generation size, turns start/stop percent into sigmas (patches are a no-op outside that range: "stop
 at" as in Forge) and re-installs the replace patches around any a later node put on the same keys.
@@ -231,29 +235,155 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: 
                       for s in range(0, q.shape[0], rows)])
 
 
-def per_frame(loras: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-    """Apply LoRA f to the samples of frame f (n = b·F + f) of x [N, tokens, C]."""
-    frames = len(loras)
+# --- the per-frame LoRA terms and the temporal branch, in forms that are cheaper to run -----------------------------
+#
+# Both are exact rewritings of the reference's arithmetic (docs/FORMATS.md#attention-sharing-unit), built from the
+# file's weights once per sampling run and activation dtype/device (`Derived`), never per call:
+# - LoRA term up·down·x: when in·out <= rank·(in+out) the merged [out, in] matrix up·down is the cheaper product per
+#   token (the reference merges W + up·down on every call); else down then up. All frames in one batched product.
+# - temporal branch o(attention(q(i(n)), k(i(n)), v(i(n)))): i folds into q, k and v (q·i, q·b_i + b_q, ...); with
+#   one frame the attention returns v, so o·v·i is a single matrix.
+# Products are taken in at least float32, then cast to the activations' dtype.
+
+def _exact_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
+
+
+def lora_form(in_features: int, out_features: int, rank: int) -> str:
+    """"merged" when one [out, in] product per token costs no more multiply-adds than down [rank, in] then up."""
+    return "merged" if in_features * out_features <= rank * (in_features + out_features) else "low_rank"
+
+
+@dataclass(frozen=True, eq=False)
+class FrameTerms:
+    """The per-frame LoRA terms of one or more projections reading the same input, for one dtype and device.
+
+    merged: [F, sum of outs, in] (up_f·down_f of each projection, stacked along out), or None;
+    low_rank: per projection (down [F, rank, in], up [F, out, rank]) when not merged."""
+
+    merged: torch.Tensor | None
+    low_rank: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    outs: tuple[int, ...]
+
+
+def frame_terms(lora_lists: Sequence[nn.ModuleList], like: torch.Tensor, form: str | None = None) -> FrameTerms:
+    downs = [torch.stack([lora.down.weight for lora in loras]) for loras in lora_lists]  # [F, r, in]
+    ups = [torch.stack([lora.up.weight for lora in loras]) for loras in lora_lists]  # [F, out, r]
+    outs = tuple(int(up.shape[1]) for up in ups)
+    rank, in_features = int(downs[0].shape[1]), int(downs[0].shape[2])
+    if (form or lora_form(in_features, max(outs), rank)) == "merged":
+        exact = _exact_dtype(*downs, *ups)
+        merged = torch.cat([torch.bmm(up.to(like.device, exact), down.to(like.device, exact))
+                            for down, up in zip(downs, ups)], dim=1)
+        return FrameTerms(merged.to(like.dtype), (), outs)
+    return FrameTerms(None, tuple((_cast(d, like), _cast(u, like)) for d, u in zip(downs, ups)), outs)
+
+
+def frame_term_values(terms: FrameTerms, x: torch.Tensor, frames: int) -> list[torch.Tensor]:
+    """The LoRA terms of x [N, tokens, in] for the frame of each sample (n = b·F + f), each [F, b, tokens, out]."""
     if frames == 1:
-        return loras[0](x)
-    grouped = x.unflatten(0, (-1, frames))
-    return torch.stack([loras[f](grouped[:, f]) for f in range(frames)], dim=1).flatten(0, 1)
+        xf = x.reshape(1, -1, x.shape[-1])
+    else:  # [N, T, C] -> [F, b·T, C]
+        xf = x.unflatten(0, (-1, frames)).transpose(0, 1).reshape(frames, -1, x.shape[-1])
+    if terms.merged is not None:
+        ys = torch.bmm(xf, terms.merged.transpose(1, 2)).split(terms.outs, dim=-1)
+    else:
+        ys = [torch.bmm(torch.bmm(xf, down.transpose(1, 2)), up.transpose(1, 2)) for down, up in terms.low_rank]
+    return [y.unflatten(1, (-1, x.shape[1])) for y in ys]
+
+
+def plus_frame_term(base: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
+    """base [N, T, out] + a term [F, b, T, out] of frame_term_values, in one pass (no copy of the term)."""
+    frames = term.shape[0]
+    if frames == 1:
+        return base + term[0]
+    return (base.unflatten(0, (-1, frames)) + term.transpose(0, 1)).flatten(0, 1)
+
+
+def per_frame(loras: nn.ModuleList, x: torch.Tensor, terms: FrameTerms | None = None) -> torch.Tensor:
+    """LoRA f applied to the samples of frame f (n = b·F + f) of x [N, tokens, C]."""
+    term = frame_term_values(terms or frame_terms([loras], x), x, len(loras))[0]
+    return term.transpose(0, 1).flatten(0, 1)
+
+
+@dataclass(frozen=True, eq=False)
+class TemporalWeights:
+    """The temporal branch's weights for one dtype and device: the norm, then either q/k/v with i folded in and o
+    (several frames), or the single matrix o·v·i (one frame)."""
+
+    norm: tuple[torch.Tensor, torch.Tensor, float]
+    qkv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (weight, bias) of q, k, v; or of o·v·i alone
+    out: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def temporal_weights(layer: SharingLayer, frames: int, like: torch.Tensor) -> TemporalWeights:
+    exact = _exact_dtype(layer.temporal_i.weight)
+
+    def wb(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        return linear.weight.to(like.device, exact), linear.bias.to(like.device, exact)
+
+    def then(outer: tuple, inner: tuple) -> tuple[torch.Tensor, torch.Tensor]:  # outer(inner(x)) as one linear
+        return outer[0] @ inner[0], outer[0] @ inner[1] + outer[1]
+
+    def cast(pair: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        return pair[0].to(like.dtype), pair[1].to(like.dtype)
+
+    norm = (_cast(layer.temporal_n.weight, like), _cast(layer.temporal_n.bias, like), layer.temporal_n.eps)
+    i = wb(layer.temporal_i)
+    if frames == 1:  # softmax over one key is exactly 1: the attention returns v
+        return TemporalWeights(norm, (cast(then(wb(layer.temporal_o), then(wb(layer.temporal_v), i))),), None)
+    qkv = tuple(cast(then(wb(m), i)) for m in (layer.temporal_q, layer.temporal_k, layer.temporal_v))
+    return TemporalWeights(norm, qkv, cast(wb(layer.temporal_o)))
 
 
 def temporal_attention(layer: SharingLayer, hidden: torch.Tensor, frames: int, heads: int,
-                       max_rows: int = MAX_ATTENTION_ROWS) -> torch.Tensor:
+                       max_rows: int = MAX_ATTENTION_ROWS, weights: TemporalWeights | None = None) -> torch.Tensor:
     """The cross-frame branch: each token attends to the same token in the other frames of its group."""
-    x = _linear(layer.temporal_i, F.layer_norm(hidden, hidden.shape[-1:], _cast(layer.temporal_n.weight, hidden),
-                                               _cast(layer.temporal_n.bias, hidden), layer.temporal_n.eps))
+    w = weights or temporal_weights(layer, frames, hidden)
+    x = F.layer_norm(hidden, hidden.shape[-1:], *w.norm)
+    if w.out is None:
+        return F.linear(x, *w.qkv[0])
     tokens = x.shape[1]
     x = x.unflatten(0, (-1, frames)).transpose(1, 2).flatten(0, 1)  # (b f) d c -> (b d) f c
-    if frames == 1:
-        x = _linear(layer.temporal_v, x)  # softmax over one key is exactly 1: the attention returns v
-    else:
-        x = chunked_attention(_linear(layer.temporal_q, x), _linear(layer.temporal_k, x), _linear(layer.temporal_v, x),
-                              heads, max_rows=max_rows)
-    x = _linear(layer.temporal_o, x)
+    x = frames_attention(*(F.linear(x, *pair) for pair in w.qkv), heads, max_rows=max_rows)
+    x = F.linear(x, *w.out)
     return x.unflatten(0, (-1, tokens)).transpose(1, 2).flatten(0, 1)  # (b d) f c -> (b f) d c
+
+
+def frames_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, *,
+                     max_rows: int = MAX_ATTENTION_ROWS) -> torch.Tensor:
+    """Softmax attention over the few frames of a group, q/k/v [rows, F, heads·dim], written out elementwise: with
+    F <= 3 keys the F×F scores are cheaper as products and sums than through a batched attention kernel (about 4×
+    on CPU). Computed in at least float32, in chunks of max_rows // heads rows."""
+    rows, frames, channels = q.shape
+    dim = channels // heads
+    exact = _exact_dtype(q)
+    step = max(1, max_rows // heads)
+    out = []
+    for s in range(0, rows, step):
+        qh, kh, vh = (t[s:s + step].to(exact).unflatten(-1, (heads, dim)) for t in (q, k, v))  # [r, F, heads, dim]
+        scores = (qh.unsqueeze(2) * kh.unsqueeze(1)).sum(-1) * dim ** -0.5  # [r, F query, F key, heads]
+        weights = scores.softmax(dim=2)
+        out.append((weights.unsqueeze(-1) * vh.unsqueeze(1)).sum(2).flatten(-2).to(q.dtype))
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
+class Derived:
+    """Weights derived from the file's for one sampling run (frame terms, temporal weights), by layer, role, dtype and
+    device: built on first use, dropped with the run, so nothing outlives it on the model or across devices."""
+
+    def __init__(self):
+        self._cache: dict[tuple, object] = {}
+
+    def get(self, key: tuple, build: Callable[[], object]):
+        value = self._cache.get(key)
+        if value is None:
+            with torch.no_grad():
+                value = self._cache[key] = build()
+        return value
 
 
 def repeat_tokens(context: torch.Tensor, tokens: int) -> torch.Tensor:
@@ -280,9 +410,30 @@ class SamplingRun:
     control_image: torch.Tensor | None = None  # [n, 3, H, W] in [0, 1], fitted to the generation size
     maps: dict[int, torch.Tensor] | None = None  # control encoder output, by token count
     features: dict[tuple, torch.Tensor] = field(default_factory=dict)  # per (layer, dtype, device): [F, n, tokens, C]
+    derived: Derived = field(default_factory=Derived)  # frame terms and temporal weights of this run
+    # One model call hands every block the same sigmas and context tensors: decided / built once per call, not per layer.
+    _sigmas: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _active: bool = field(default=True, init=False, repr=False)
+    _contexts: tuple = field(default=(), init=False, repr=False)  # (context, cond_or_uncond, with layer prompts)
 
     def __deepcopy__(self, memo):
         return self
+
+    def active_at(self, sigmas: torch.Tensor) -> bool:
+        if sigmas is not self._sigmas:
+            # One read (a device sync on GPUs) per model call.
+            self._sigmas, self._active = sigmas, self.sigma_end <= float(sigmas.max()) <= self.sigma_start
+        return self._active
+
+    def context_for(self, context: torch.Tensor, cond_or_uncond: Sequence[int],
+                    build: Callable[[], torch.Tensor]) -> torch.Tensor:
+        key = tuple(cond_or_uncond)
+        for seen, seen_key, built in self._contexts:
+            if seen is context and seen_key == key:
+                return built
+        built = build()
+        self._contexts = (*self._contexts[-1:], (context, key, built))  # the context and the value of one call
+        return built
 
     def control_maps(self, encoder: ControlEncoder, device: torch.device) -> dict[int, torch.Tensor]:
         # Encoded on first use, when ComfyUI has already moved the weights to the sampling device.
@@ -358,8 +509,16 @@ class AttentionSharing:
             return True
         if sigmas is None:
             return True
-        sigma = float(sigmas.max())
-        return run.sigma_end <= sigma <= run.sigma_start
+        return run.active_at(sigmas)
+
+    def derived(self, extra_options: dict) -> Derived:
+        run = extra_options.get(RUN_KEY)
+        return run.derived if run is not None else Derived()  # outside a sampler: nothing to keep it in
+
+    def frame_terms(self, derived: Derived, index: int, roles: tuple[str, ...], x: torch.Tensor) -> FrameTerms:
+        layer = self.layers[index]
+        return derived.get((index, roles, x.dtype, x.device),
+                           lambda: frame_terms([getattr(layer, f"to_{r}_lora") for r in roles], x))
 
     # 1. before the attention
 
@@ -412,6 +571,13 @@ class AttentionSharing:
         """Cross-attention context with frame f's positive samples replaced by that layer's prompt, if it has one."""
         if not any(p is not None for p in self.layer_prompts):
             return context
+        run = extra_options.get(RUN_KEY)
+        if run is not None:
+            return run.context_for(context, extra_options["cond_or_uncond"],
+                                   lambda: self._with_layer_prompts(context, extra_options))
+        return self._with_layer_prompts(context, extra_options)
+
+    def _with_layer_prompts(self, context: torch.Tensor, extra_options: dict) -> torch.Tensor:
         prompts = [p for p in self.layer_prompts if p is not None]
         tokens = math.lcm(context.shape[1], *(p.shape[1] for p in prompts))
         out = repeat_tokens(context, tokens).clone()
@@ -431,10 +597,15 @@ class AttentionSharing:
         if call is not None and call.site == site and not call.attended:
             # attended guards a chain that calls back into this patch: the LoRA terms go in once
             call.attended = True
-            layer = self.layers[site.index]
-            q = q + per_frame(layer.to_q_lora, call.h_in)
-            k = k + per_frame(layer.to_k_lora, call.context)
-            v = v + per_frame(layer.to_v_lora, call.value)
+            derived = self.derived(extra_options)
+            by_input: dict[int, tuple[torch.Tensor, list[str]]] = {}  # q, k and v that read one tensor: one product
+            for role, x in (("q", call.h_in), ("k", call.context), ("v", call.value)):
+                by_input.setdefault(id(x), (x, []))[1].append(role)
+            terms = {}
+            for x, roles in by_input.values():
+                values = frame_term_values(self.frame_terms(derived, site.index, tuple(roles), x), x, self.frames)
+                terms.update(zip(roles, values))
+            q, k, v = (plus_frame_term(t, terms[r]) for t, r in ((q, "q"), (k, "k"), (v, "v")))
         if inner is not None:
             out = inner(q, k, v, extra_options)
         else:
@@ -454,12 +625,18 @@ class AttentionSharing:
             raise LayerStackError(
                 f"{self.node}: the attention of diffusion_model.{call.site.path} did not run through LayerStack's "
                 f"attention patch; a node applied to this model removed it. Apply that node before this one.")
-        layer = self.layers[call.site.index]
-        y = out + per_frame(layer.to_out_lora, call.attention_out)
+        index = call.site.index
+        layer = self.layers[index]
+        derived = self.derived(extra_options)
+        x = call.attention_out
+        terms = self.frame_terms(derived, index, ("out",), x)
+        y = plus_frame_term(out, frame_term_values(terms, x, self.frames)[0])
         if call.control is not None:
             y = y + call.control
         # The reference returns hidden - h with hidden = h + control + attention; then its temporal branch adds on top.
-        return y + temporal_attention(layer, call.h + y, self.frames, extra_options["n_heads"])
+        weights = derived.get((index, "temporal", y.dtype, y.device),
+                              lambda: temporal_weights(layer, self.frames, y))
+        return y + temporal_attention(layer, call.h + y, self.frames, extra_options["n_heads"], weights=weights)
 
     # sampling run
 

@@ -322,3 +322,45 @@ def test_outside_a_sampler_only_the_plain_mode_runs(comfy_host):
     del options[RUN_KEY]
     with torch.no_grad():
         assert torch.isfinite(block(x, context=context, transformer_options=options)).all()
+
+
+@pytest.mark.parametrize("form", ["merged", "low_rank"])
+def test_frame_terms_in_either_form_equal_down_then_up_per_frame(comfy_host, form):
+    """The cheaper forms the patches run (merged up·down or down then up, all frames in one product; q/k/v fused when
+    they read one input) equal each frame's LoRA applied to its own samples."""
+    from layerstack.models.attention_sharing import LoRA, frame_term_values, frame_terms, plus_frame_term
+
+    frames, groups, tokens, cin, cout, rank = 3, 2, 5, 12, 10, 4
+    g = torch.Generator().manual_seed(12)
+    lists = [_random_(torch.nn.ModuleList(LoRA(cin, cout, rank=rank) for _ in range(frames)).double(), seed=s)
+             for s in (13, 14)]
+    x = torch.randn(groups * frames, tokens, cin, generator=g, dtype=torch.float64)
+    base = torch.randn(groups * frames, tokens, cout, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        terms = frame_terms(lists, x, form=form)
+        assert (terms.merged is not None) == (form == "merged")
+        got = [plus_frame_term(base, t) for t in frame_term_values(terms, x, frames)]
+        for loras, out in zip(lists, got):
+            want = torch.stack([base[n] + x[n] @ loras[n % frames].down.weight.T @ loras[n % frames].up.weight.T
+                                for n in range(groups * frames)])
+            torch.testing.assert_close(out, want, rtol=1e-10, atol=1e-10)
+
+
+def test_frames_attention_and_folded_temporal_weights_equal_the_plain_forms(comfy_host):
+    from layerstack.models.attention_sharing import chunked_attention, frames_attention, temporal_attention
+
+    g = torch.Generator().manual_seed(15)
+    q, k, v = (torch.randn(10, 3, 16, generator=g, dtype=torch.float64) for _ in range(3))
+    torch.testing.assert_close(frames_attention(q, k, v, 4), chunked_attention(q, k, v, 4), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(frames_attention(q, k, v, 4, max_rows=12), frames_attention(q, k, v, 4))
+
+    for frames in (1, 3):  # i folded into q/k/v (3 frames); o·v·i as one matrix (1 frame: the attention returns v)
+        layer = _random_(_sharing(frames, False).weights.hookers.layers[0], seed=16)
+        hidden = torch.randn(2 * frames, 16, DIM, generator=g, dtype=torch.float64)
+        x = layer.temporal_i(layer.temporal_n(hidden))
+        d = x.shape[1]
+        x = x.unflatten(0, (-1, frames)).transpose(1, 2).flatten(0, 1)
+        x = layer.temporal_o(_attention(layer.temporal_q(x), layer.temporal_k(x), layer.temporal_v(x), HEADS))
+        want = x.unflatten(0, (-1, d)).transpose(1, 2).flatten(0, 1)
+        with torch.no_grad():
+            torch.testing.assert_close(temporal_attention(layer, hidden, frames, HEADS), want, rtol=1e-10, atol=1e-10)
