@@ -35,11 +35,15 @@ wraps that forward to drop the argument, which is the only change, and labels th
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import importlib.util
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -69,8 +73,17 @@ def setup(reference: Path):
     from fixtures.build import build_all
 
     paths = build_all()
+    # Hard links in a private folder: the shared fixture cache may prune its layer_model folder while this runs.
+    private = Path(tempfile.mkdtemp(prefix="layerstack-bench-"))
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    for file in paths["layer_model_dir"].iterdir():
+        try:
+            os.link(file, private / file.name)
+        except OSError:
+            shutil.copy2(file, private / file.name)
+    paths["layer_model_dir"] = private
     folder_paths.add_model_folder_path("checkpoints", str(paths["checkpoint_dir"]), is_default=True)
-    folder_paths.add_model_folder_path("layer_model", str(paths["layer_model_dir"]), is_default=True)
+    folder_paths.add_model_folder_path("layer_model", str(private), is_default=True)
 
     from comfy.ldm.modules.attention import BasicTransformerBlock
 
@@ -284,8 +297,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     paths, ref, ref_sharing, reference_active, version = setup(args.reference.resolve())
-    import os
-
     load = os.getloadavg()
     t = Timings()
     rows = []
