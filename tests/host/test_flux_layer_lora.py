@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures.flux import HIDDEN, TINY_FLUX_CONFIG, layer_lora, layer_lora_shapes, tiny_flux
+from fixtures.flux import HIDDEN, flux_model_config, layer_lora, layer_lora_shapes, tiny_flux
 from fixtures.weights import assert_same_weights, weights_fingerprint
 from layerstack.errors import LayerStackError
 from layerstack.models import flux_lora
@@ -116,9 +116,9 @@ def test_full_size_layout_maps_onto_full_size_flux_dev(naming):
     """FLUX.1-dev dimensions (hidden 3072, 19 double + 38 single blocks) on the meta device: no memory needed."""
     import comfy.supported_models as sm
 
-    config = dict(TINY_FLUX_CONFIG, hidden_size=3072, num_heads=24, axes_dim=[16, 56, 56], depth=19,
-                  depth_single_blocks=38, vec_in_dim=768, context_in_dim=4096, in_channels=16)
-    base = sm.Flux(dict(config, dtype=torch.bfloat16)).get_model({}, device="meta")
+    config = flux_model_config(hidden_size=3072, num_heads=24, axes_dim=[16, 56, 56], depth=19, depth_single_blocks=38,
+                               vec_in_dim=768, context_in_dim=4096, in_channels=16, dtype=torch.bfloat16)
+    base = sm.Flux(config).get_model({}, device="meta")
 
     class Patcher:  # what unmapped() reads of a ModelPatcher
         model = base
