@@ -38,7 +38,9 @@ def inputs(comfy_server, tmp_path_factory):
     bg = np.stack([np.broadcast_to(ramp, (48, 64)), np.full((48, 64), 90.0), np.broadcast_to(ramp[::-1], (48, 64))],
                   axis=-1).round().astype(np.uint8)
     Image.fromarray(fg[..., :3], "RGB").save(folder / "fg.png")
-    Image.fromarray(fg[..., 3], "L").save(folder / "mask.png")
+    # The mask as grey RGB (LoadImageMask reads its red channel): newer hosts decode pictures with PyAV, whose grey
+    # (L) to RGB conversion is not exact, while RGB pictures decode exactly on every host.
+    Image.fromarray(np.repeat(fg[..., 3:], 3, axis=-1), "RGB").save(folder / "mask.png")
     Image.fromarray(bg, "RGB").save(folder / "bg.png")
     names = {"fg": comfy_server.upload_image(folder / "fg.png", "layerstack_save_nodes_fg.png"),
              "mask": comfy_server.upload_image(folder / "mask.png", "layerstack_save_nodes_mask.png"),
