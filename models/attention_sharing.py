@@ -303,12 +303,6 @@ def plus_frame_term(base: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
     return (base.unflatten(0, (-1, frames)) + term.transpose(0, 1)).flatten(0, 1)
 
 
-def per_frame(loras: nn.ModuleList, x: torch.Tensor, terms: FrameTerms | None = None) -> torch.Tensor:
-    """LoRA f applied to the samples of frame f (n = b·F + f) of x [N, tokens, C]."""
-    term = frame_term_values(terms or frame_terms([loras], x), x, len(loras))[0]
-    return term.transpose(0, 1).flatten(0, 1)
-
-
 @dataclass(frozen=True, eq=False)
 class TemporalWeights:
     """The temporal branch's weights for one dtype and device: the norm, then either q/k/v with i folded in and o

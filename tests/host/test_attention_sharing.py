@@ -184,7 +184,7 @@ def test_one_control_image_per_set_reaches_its_own_set(comfy_host):
 
 
 def test_frame_grouping_is_b_times_frames_plus_f(comfy_host):
-    from layerstack.models.attention_sharing import LoRA, per_frame, temporal_attention
+    from layerstack.models.attention_sharing import LoRA, frame_term_values, frame_terms, temporal_attention
 
     frames, groups, tokens, channels = 3, 4, 5, 8
     loras = torch.nn.ModuleList(LoRA(channels, channels, rank=channels) for _ in range(frames)).double()
@@ -194,7 +194,7 @@ def test_frame_grouping_is_b_times_frames_plus_f(comfy_host):
             lora.up.weight.copy_(torch.eye(channels) * (f + 1))
     x = torch.randn(groups * frames, tokens, channels, dtype=torch.float64)
     with torch.no_grad():
-        out = per_frame(loras, x)
+        out = frame_term_values(frame_terms([loras], x), x, frames)[0].transpose(0, 1).flatten(0, 1)  # [N, T, C]
     for n in range(groups * frames):
         torch.testing.assert_close(out[n], x[n] * (n % frames + 1))  # sample n belongs to frame n mod F
 
