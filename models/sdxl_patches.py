@@ -14,6 +14,7 @@ c_concat".
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from .registry import Family, Kind, LayerFile
 
 CONV_IN_KEY = "diffusion_model.input_blocks.0.0.weight"
 OWNER_KEY = "layerstack_schedule"  # wrapper key on the patched clone
+log = logging.getLogger("layerstack")
 LATENT_CHANNELS = 4  # SDXL latent channels: the UNet input before any condition is concatenated
 
 SDXL_FILES: tuple[LayerFile, ...] = registry.files_of(Family.SDXL, Kind.SDXL_PATCH)
@@ -166,8 +168,9 @@ def apply_layer_patches(model, layer: LayerPatches, *, node: str, weight: float 
         padding[CONV_IN_KEY] = ("diff", (torch.zeros_like(delta), {"pad_weight": True}))
     # A weight wrapper cannot change a shape: widen conv_in for good (with zeros), schedule only the deltas.
     _add_patches_strictly(patched, padding, 1.0, node=node, layer=layer)
-    window = ScheduleWindow(start_percent, stop_percent)
-    for key, patch in _without_padding(layer.patches).items():  # every key vouched for by shape_problems
+    scheduled = _without_padding(layer.patches)  # every key vouched for by shape_problems
+    window = ScheduleWindow(start_percent, stop_percent, node=node, keys=scheduled)
+    for key, patch in scheduled.items():
         patched.add_weight_wrapper(key, ScheduledPatch(key, patch, weight, window, _separate_scale(model, key)))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, OWNER_KEY, window)
     return patched, positive, negative
@@ -179,12 +182,21 @@ class ScheduleWindow:
     Active while sigma(stop) < sigma <= sigma(start), sigma(p) = model_sampling.percent_to_sigma(p): the switch
     points of ComfyUI's hook keyframes and of Forge's "stop at" (docs/HOSTS.md#start-stop). Outside a model call it
     is inactive, so the wrapped weights are the base weights.
+
+    It also notes which wrapped weights a model call inside the window reached: a host that runs a layer without
+    its weight functions (ComfyUI's dynamic VRAM pre-loads modules under 16 KB, norm layers among them, that way)
+    would leave those deltas out, and that is said once in the log instead of passing silently
+    (docs/HOSTS.md#start-stop).
     """
 
-    def __init__(self, start_percent: float, stop_percent: float):
+    def __init__(self, start_percent: float, stop_percent: float, *, node: str = "", keys: Sequence[str] = ()):
         self.start_percent = start_percent
         self.stop_percent = stop_percent
+        self.node = node
+        self.keys = frozenset(keys)
         self.active = False
+        self.reached: set[str] = set()
+        self.warned = False
 
     def contains(self, model_sampling, sigma: float) -> bool:
         sigma_start = model_sampling.percent_to_sigma(self.start_percent)
@@ -192,11 +204,27 @@ class ScheduleWindow:
         return sigma_stop < sigma <= sigma_start
 
     def __call__(self, executor, x, t, *args, **kwargs):
-        self.active = self.contains(executor.class_obj.model_sampling, float(t[0]))
+        self.active = active = self.contains(executor.class_obj.model_sampling, float(t[0]))
+        self.reached.clear()
         try:
-            return executor(x, t, *args, **kwargs)
+            out = executor(x, t, *args, **kwargs)
         finally:
             self.active = False
+        if active and not self.warned:
+            self.warn_if_unreached()
+        return out
+
+    def warn_if_unreached(self) -> None:
+        missing = sorted(self.keys - self.reached)
+        if not missing:
+            return
+        self.warned = True
+        log.warning(
+            "LayerStack: %s: start/stop: %d of %d patched weights were not reached inside the window (%s); this "
+            "ComfyUI ran their layers without weight functions (dynamic VRAM pre-loads layers under 16 KB, such as "
+            "norm layers, that way), so their part of the layer file is missing from this result. For the exact "
+            "result start ComfyUI with --disable-dynamic-vram, or use start 0 and stop 1 (plain patches).",
+            self.node, len(missing), len(self.keys), ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""))
 
 
 class ScheduledPatch:
@@ -215,6 +243,7 @@ class ScheduledPatch:
     def __call__(self, weight: torch.Tensor) -> torch.Tensor:
         if not self.window.active:
             return weight
+        self.window.reached.add(self.key)
         full = weight.to(torch.float32, copy=True)
         scale = None if self.scaled_layer is None else self.scaled_layer.scale_weight.to(full)
         if scale is not None:

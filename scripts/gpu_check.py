@@ -1,8 +1,9 @@
 """GPU check: every mode's API twin (tests/data/workflows_api) on a real server with the fixture models, fp16,
 start/stop on (stop_percent 0.6 wherever a node has it), once with the host's dynamic VRAM and once with
 --disable-dynamic-vram. Prints per mode and run: status, NaN (the host's "invalid value" cast warning while the
-prompt ran), peak GPU memory of the server process (nvidia-smi), time; and per mode the largest pixel difference
-between the two runs (dynamic VRAM must not change results).
+prompt ran), "unreached" (the pack logged start/stop deltas the host left out), peak GPU memory of the server
+process (nvidia-smi), time; and per mode the largest pixel difference between the two runs (dynamic VRAM must not
+change results).
 
 Run through scripts/gpu_check.sh (picks the newest host). --dry-run prepares and checks every prompt and prints the
 plan without starting a server (what a machine without a GPU can check).
@@ -117,9 +118,12 @@ def run_all(label: str, extra_args: tuple[str, ...], fixture_paths: dict, prompt
                 except (PromptFailed, TimeoutError) as error:
                     status, images = f"FAILED: {str(error).splitlines()[0][:160]}", {}
             seconds = time.monotonic() - started
-            nan = "invalid value encountered" in server.log_text()[log_start:]
+            log = server.log_text()[log_start:]
+            nan = "invalid value encountered" in log
+            unreached = "were not reached inside the window" in log  # start/stop deltas the host left out
             results[slug] = images
             print(f"[{label}] {slug:28s} {status:8s} nan={'YES' if nan else 'no':3s} "
+                  f"unreached={'YES' if unreached else 'no':3s} "
                   f"peak={memory.peak:6d} MiB time={seconds:6.1f}s", flush=True)
     finally:
         server.stop()

@@ -156,3 +156,47 @@ def test_window_needs_an_ordered_range(sdxl, layer):
                                               r"got start_percent=0.6, stop_percent=0.5"):
         sdxl_patches.apply_layer_patches(sdxl.model, layer, node="Test", start_percent=0.6, stop_percent=0.5,
                                          positive=prompt(1), negative=prompt(2))
+
+
+def drop_norm_weight_functions(model):
+    """Simulates a host that runs norm layers without their weight functions inside each model call (what ComfyUI's
+    dynamic VRAM does with layers under 16 KB); the functions are put back afterwards, the model is shared."""
+    import comfy.patcher_extension
+
+    def wrapper(executor, x, t, *args, **kwargs):
+        unet = executor.class_obj.diffusion_model
+        norms = [m for m in unet.modules() if isinstance(m, (torch.nn.GroupNorm, torch.nn.LayerNorm))]
+        saved = [(m, m.weight_function, m.bias_function) for m in norms]
+        for m in norms:
+            m.weight_function, m.bias_function = [], []
+        try:
+            return executor(x, t, *args, **kwargs)
+        finally:
+            for m, weight_function, bias_function in saved:
+                m.weight_function, m.bias_function = weight_function, bias_function
+
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "layerstack-test", wrapper)
+
+
+def test_weights_the_host_left_unpatched_inside_the_window_are_reported_once(sdxl, layer, conds, caplog):
+    unload_everything()
+    patched, positive, negative = apply(sdxl, layer, conds, stop=0.6)
+    with caplog.at_level("WARNING", logger="layerstack"):
+        sample(patched, positive, negative, steps=2, cfg=1.0)
+    assert not [r for r in caplog.records if "not reached" in r.getMessage()]  # every wrapped weight ran
+    unet = sdxl.model.model.diffusion_model
+    norms = {f"diffusion_model.{name}" for name, m in unet.named_modules()
+             if isinstance(m, (torch.nn.GroupNorm, torch.nn.LayerNorm))}
+    norm_keys = {k for k in layer.patches if k.rpartition(".")[0] in norms}
+    assert norm_keys
+    unload_everything()
+    patched, positive, negative = apply(sdxl, layer, conds, stop=0.6)
+    drop_norm_weight_functions(patched)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="layerstack"):
+        sample(patched, positive, negative, steps=4, cfg=1.0)
+    warnings = [r.getMessage() for r in caplog.records if "not reached" in r.getMessage()]
+    unload_everything()
+    assert len(warnings) == 1, warnings
+    assert f"Test: start/stop: {len(norm_keys)} of {len(layer.patches)} patched weights were not reached" in warnings[0]
+    assert "--disable-dynamic-vram" in warnings[0]
