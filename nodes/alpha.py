@@ -19,6 +19,7 @@ from .common import (
     STACK_TOOLTIP,
     LayerStackNode,
     LayerStackType,
+    advanced,
     alpha_input,
     check_stack,
     image_input,
@@ -158,9 +159,9 @@ class LayerStackCleanEdges(LayerStackNode):
                                tooltip="Pixels at least this opaque are trusted and kept as they are."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="How far edge colours move to the interior colour: 0 = unchanged, 1 = replaced."),
-                io.Boolean.Input("fill_transparent", default=True,
-                                 tooltip="Also give fully transparent pixels extended colours instead of whatever "
-                                 "they held."),
+                advanced(io.Boolean.Input, "fill_transparent", default=True,
+                         tooltip="Also give fully transparent pixels extended colours instead of whatever "
+                         "they held."),
             ],
             outputs=rgba_outputs("The cleaned picture (alpha unchanged)"),
         )

@@ -76,30 +76,76 @@ def check_combo_values(node_class: type[LayerStackNode], inputs: dict) -> None:
                 raise node_error(node_class.NODE_ID, spec.id, f"one of {list(spec.options)}", repr(value))
 
 
-_SCHEMA_FIELDS = {f.name for f in dataclasses.fields(io.Schema)}
-# Schema fields of newer ComfyUIs that only help a user find or sort a node: dropped where the host lacks them.
-# Anything else the host does not know is a mistake (a typo must not vanish) and is refused.
+# --- newer-host fields: used where the host knows them, dropped where it does not --------------------------------
+# Fields of newer ComfyUIs that only help a user find, sort or read a node (search_aliases, essentials_category on
+# io.Schema; `advanced` on every io.*.Input: the frontend folds such inputs away behind "show advanced"). Where the
+# host lacks one it is dropped; any other field the host does not know is a mistake (a typo must not vanish) and is
+# refused.
 NEWER_HOST_SCHEMA_FIELDS = frozenset({"search_aliases", "essentials_category"})
+NEWER_HOST_INPUT_FIELDS = frozenset({"advanced"})
+_SCHEMA_FIELDS = frozenset(f.name for f in dataclasses.fields(io.Schema))
+SEARCH_WORDS_NOTE = " (Search words: {}.)"  # where the host has no search_aliases, the words end the description
+# Set on every input declared with advanced(), on any host, so the pack's own help pages (scripts/make_node_docs.py)
+# can say which inputs are advanced even where the host drops the field.
+ADVANCED_MARK = "layerstack_advanced"
+
+
+def _host_fields(what: str, fields: dict, host_fields: frozenset, newer_fields: frozenset) -> dict:
+    """`fields` without the `newer_fields` this host does not know; TypeError for any other unknown field."""
+    unknown = set(fields) - host_fields
+    if unknown - newer_fields:
+        raise TypeError(f"{what} has no field(s) {sorted(unknown - newer_fields)} on this ComfyUI, and they are not "
+                        f"among the newer-host fields the pack drops ({sorted(newer_fields)})")
+    return {k: v for k, v in fields.items() if k not in unknown}
+
+
+@functools.cache
+def _input_fields(input_class: type) -> frozenset:
+    return frozenset(inspect.signature(input_class.__init__).parameters) - {"self"}
 
 
 def schema(**fields) -> io.Schema:
     """io.Schema, without the NEWER_HOST_SCHEMA_FIELDS this ComfyUI does not know (search_aliases: after 0.3.75).
 
     Adds the search words of nodes/search_words.py: as `search_aliases` where the host has them, else at the end of
-    the description. The legacy nodes keep exactly what the old pack declared.
+    the description (SEARCH_WORDS_NOTE). The legacy nodes keep exactly what the old pack declared.
     """
     if fields.get("category") != LEGACY_CATEGORY:
         words = search_aliases(fields["node_id"], fields.get("category", ""))
         if "search_aliases" in _SCHEMA_FIELDS:
             fields["search_aliases"] = list(dict.fromkeys([*fields.get("search_aliases", []), *words]))
         elif fields.get("description"):
-            fields["description"] = f"{fields['description']} (Search words: {', '.join(words)}.)"
-    unknown = set(fields) - _SCHEMA_FIELDS
-    if unknown - NEWER_HOST_SCHEMA_FIELDS:
-        raise TypeError(f"io.Schema has no field(s) {sorted(unknown - NEWER_HOST_SCHEMA_FIELDS)} on this ComfyUI, "
-                        f"and they are not among the newer-host fields the pack drops "
-                        f"({sorted(NEWER_HOST_SCHEMA_FIELDS)})")
-    return io.Schema(**{k: v for k, v in fields.items() if k not in unknown})
+            fields["description"] = fields["description"] + SEARCH_WORDS_NOTE.format(", ".join(words))
+    return io.Schema(**_host_fields("io.Schema", fields, _SCHEMA_FIELDS, NEWER_HOST_SCHEMA_FIELDS))
+
+
+def plain_description(made: io.Schema) -> str:
+    """The node's description as declared, without the search words schema() appends where the host has no
+    search_aliases (the same text on every host)."""
+    description = made.description or ""
+    if made.category != LEGACY_CATEGORY and "search_aliases" not in _SCHEMA_FIELDS:
+        note = SEARCH_WORDS_NOTE.format(", ".join(search_aliases(made.node_id, made.category or "")))
+        description = description.removesuffix(note)
+    return description
+
+
+def declare(input_class: type, id: str, **fields) -> io.Input:
+    """input_class(id, **fields), without the NEWER_HOST_INPUT_FIELDS this ComfyUI's input class does not know."""
+    what = f"the {getattr(getattr(input_class, 'Parent', None), 'io_type', '?')} input {id!r}"
+    return input_class(id, **_host_fields(what, fields, _input_fields(input_class), NEWER_HOST_INPUT_FIELDS))
+
+
+def advanced(input_class: type, id: str, **fields) -> io.Input:
+    """An input artists rarely touch: `advanced` where the host has it (the frontend folds it away), a plain input
+    on older hosts (0.3.75). Same id, default and position either way, so workflows store the same values."""
+    spec = declare(input_class, id, advanced=True, **fields)
+    setattr(spec, ADVANCED_MARK, True)
+    return spec
+
+
+def is_advanced(spec: io.Input) -> bool:
+    """Declared with advanced(), on any host."""
+    return bool(getattr(spec, ADVANCED_MARK, False))
 
 
 # --- socket types and option lists ---------------------------------------------------------------------------------
@@ -166,8 +212,8 @@ def patched_model_output() -> io.Output:
 def schedule_inputs() -> list[io.Input]:
     """`start_percent` / `stop_percent`: the part of the noise schedule in which the layer model is active."""
     return [
-        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
-                       tooltip="Where in the noise schedule the layer model switches on (0 = first step)."),
+        advanced(io.Float.Input, "start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
+                 tooltip="Where in the noise schedule the layer model switches on (0 = first step)."),
         io.Float.Input("stop_percent", default=1.0, min=0.0, max=1.0, step=0.001,
                        tooltip="Forge's 'Stop At': where in the noise schedule the layer model switches off and the "
                                "base model finishes (1 = never). Schedule percent, not step count."),

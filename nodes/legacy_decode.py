@@ -19,7 +19,7 @@ from ..errors import node_error
 from ..layer_vae import runtime
 from ..models.registry import Family
 from ..models.transparent_vae import reused
-from .common import LEGACY_CATEGORY, LayerStackNode, schema
+from .common import LEGACY_CATEGORY, LayerStackNode, advanced, schema
 
 SD_VERSIONS = ["SD15", "SDXL"]  # the old StableDiffusionVersion values, in the old order
 MAX_FRAMES = 3
@@ -28,7 +28,7 @@ MAX_FRAMES = 3
 def _common_inputs() -> list[io.Input]:
     return [
         io.Combo.Input("sd_version", options=SD_VERSIONS, default="SDXL"),
-        io.Int.Input("sub_batch_size", default=16, min=1, max=4096, step=1),
+        advanced(io.Int.Input, "sub_batch_size", default=16, min=1, max=4096, step=1),
     ]
 
 

@@ -24,6 +24,7 @@ from .common import (
     PASSES_OPTIONS,
     LayerStackNode,
     LayerVAE,
+    advanced,
     model_input,
     patched_model_output,
     resize_mode_input,
@@ -192,8 +193,8 @@ class SD15SplitLayers(LayerStackNode):
                 io.Combo.Input("mode", options=[MODE_AUTO, *SPLIT_MODES], default=MODE_AUTO,
                                tooltip="Which frames the batch holds. 'auto' reads it from the latent of an SD1.5 "
                                        "layer node; choose it when the latent went through nodes that drop it."),
-                io.Combo.Input("passes", options=PASSES_OPTIONS, default="8",
-                               tooltip="Transparent decoder flip/rotate passes (8 = the reference result)."),
+                advanced(io.Combo.Input, "passes", options=PASSES_OPTIONS, default="8",
+                         tooltip="Transparent decoder flip/rotate passes (8 = the reference result)."),
             ],
             outputs=[
                 io.Image.Output(display_name="foreground", tooltip="Foreground colour (straight alpha), [sets,H,W,3]."),

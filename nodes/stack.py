@@ -21,6 +21,7 @@ from .common import (
     STACK_TOOLTIP,
     LayerStackNode,
     LayerStackType,
+    advanced,
     check_stack,
     mask_meaning_input,
     rgba_outputs,
@@ -60,8 +61,8 @@ class LayerStackFromText2Layer(LayerStackNode):
                 io.Image.Input("blended", optional=True,
                                tooltip="The model's own blended image (e.g. LayerDiffuse fg2ble, joint); kept as a "
                                "hidden layer for reference."),
-                io.Boolean.Input("include_mask_layer", default=True,
-                                 tooltip="Also keep the mask as a hidden grey layer named 'mask' (for PSD files)."),
+                advanced(io.Boolean.Input, "include_mask_layer", default=True,
+                         tooltip="Also keep the mask as a hidden grey layer named 'mask' (for PSD files)."),
             ],
             outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
         )
@@ -278,8 +279,8 @@ class LayerStackToBatch(LayerStackNode):
             inputs=[
                 LayerStackType.Input("stack", tooltip=STACK_TOOLTIP),
                 order_input(),
-                io.Boolean.Input("include_hidden", default=True,
-                                 tooltip="Also output hidden layers (off = only the layers the composite uses)."),
+                advanced(io.Boolean.Input, "include_hidden", default=True,
+                         tooltip="Also output hidden layers (off = only the layers the composite uses)."),
             ],
             outputs=[
                 io.Image.Output(display_name="images", tooltip="RGBA frames [layers, height, width, 4]."),
@@ -424,10 +425,10 @@ class LayerStackSplitByMask(LayerStackNode):
                 io.Combo.Input("method", options=[ESTIMATE_COLORS, NAIVE_CUT], default=ESTIMATE_COLORS,
                                tooltip="How colours on the soft edge are found: estimated foreground and background "
                                "colours (no halo), or the image's own colours in both layers."),
-                io.Float.Input("hole_threshold", default=1.0, min=0.01, max=1.0, step=0.01,
-                               tooltip="The background is transparent (a hole, e.g. for an inpainting model) where "
-                               "the foreground is at least this opaque. 1 = only under the fully opaque foreground, "
-                               "so the two layers together give back the image; lower it to cover the soft edge too."),
+                advanced(io.Float.Input, "hole_threshold", default=1.0, min=0.01, max=1.0, step=0.01,
+                         tooltip="The background is transparent (a hole, e.g. for an inpainting model) where "
+                         "the foreground is at least this opaque. 1 = only under the fully opaque foreground, "
+                         "so the two layers together give back the image; lower it to cover the soft edge too."),
             ],
             outputs=[LayerStackType.Output(display_name="stack", tooltip=STACK_TOOLTIP)],
         )

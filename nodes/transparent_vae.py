@@ -15,7 +15,16 @@ from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_vae import runtime
 from ..models.registry import Family
 from ..models.transparent_vae import TransparentVAE, check_latent_family, family_from
-from .common import CATEGORY, MASK_IS_LOADIMAGE, PASSES_OPTIONS, LayerStackNode, LayerVAE, mask_meaning_input, schema
+from .common import (
+    CATEGORY,
+    MASK_IS_LOADIMAGE,
+    PASSES_OPTIONS,
+    LayerStackNode,
+    LayerVAE,
+    advanced,
+    mask_meaning_input,
+    schema,
+)
 
 VAE_CATEGORY = f"{CATEGORY}/transparent VAE"
 
@@ -60,13 +69,13 @@ def _decode_inputs() -> list[io.Input]:
                                            "any batch)."),
         io.Image.Input("images", tooltip="The ordinary VAE Decode of 'samples'. Any size that is a multiple of 8; "
                                          "padded to 64 internally and cropped back."),
-        io.Combo.Input("passes", options=PASSES_OPTIONS, default="8",
-                       tooltip="Flip/rotate passes whose per-pixel median is taken. 8 is the reference result; "
+        advanced(io.Combo.Input, "passes", options=PASSES_OPTIONS, default="8",
+                 tooltip="Flip/rotate passes whose per-pixel median is taken. 8 is the reference result; "
                                "4, 2, 1 are faster and slightly less clean."),
-        io.Int.Input("sub_batch_size", default=0, min=0, max=4096, step=1,
-                     tooltip="Network samples per forward call (one pass of one image = 1). 0 = automatic: as "
-                             "many as free GPU memory allows (1 on CPU, where batching is slower). Lower it if you "
-                             "run out of memory."),
+        advanced(io.Int.Input, "sub_batch_size", default=0, min=0, max=4096, step=1,
+                 tooltip="Network samples per forward call (one pass of one image = 1). 0 = automatic: as "
+                         "many as free GPU memory allows (1 on CPU, where batching is slower). Lower it if you "
+                         "run out of memory."),
     ]
 
 
@@ -122,10 +131,10 @@ class TransparentEncode(LayerStackNode):
                 io.Mask.Input("mask", optional=True, tooltip="The alpha, when 'image' is RGB; see 'mask_meaning'."),
                 mask_meaning_input("LoadImage's MASK is 1 where the PNG is transparent: pick the second option for "
                                    "it. LayerStack's own alpha outputs are the first."),
-                io.Float.Input("offset_multiplier", default=1.0, min=0.0, max=1000.0, step=0.01,
-                               tooltip="Scale of the transparency offset added to the VAE latent. 1 with the "
-                                       "official files (the Flux encoder's fixed x300 is applied inside); 0 gives "
-                                       "a plain VAE encode of the image on grey."),
+                advanced(io.Float.Input, "offset_multiplier", default=1.0, min=0.0, max=1000.0, step=0.01,
+                         tooltip="Scale of the transparency offset added to the VAE latent. 1 with the "
+                                 "official files (the Flux encoder's fixed x300 is applied inside); 0 gives "
+                                 "a plain VAE encode of the image on grey."),
             ],
             outputs=[io.Latent.Output(display_name="latent", tooltip="Raw latent for KSampler (set denoise < 1).")],
         )

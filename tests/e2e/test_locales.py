@@ -1,5 +1,6 @@
 """locales/en/nodeDefs.json is current (every node's display name, inputs and outputs) and the server hands it to the
-frontend through /i18n; the nodes carry their search words where the host knows search_aliases."""
+frontend through /i18n; the nodes carry their search words where the host knows search_aliases; the help pages
+of web/docs are served where the frontend fetches them."""
 
 from __future__ import annotations
 
@@ -49,3 +50,15 @@ def test_download_switch_is_in_the_ui(comfy_server):
     scripts = requests.get(f"{comfy_server.url}/extensions", timeout=30).json()
     [ours] = [s for s in scripts if s.endswith("/layerstack.js")]
     assert "LayerStack.AllowDownload" in requests.get(f"{comfy_server.url}{ours}", timeout=30).text
+
+
+def test_help_pages_are_served_where_the_frontend_fetches_them(comfy_server):
+    """The frontend asks for /extensions/<pack folder>/docs/<node id>.md (scripts/make_node_docs.py)."""
+    from make_node_docs import DOCS
+
+    object_info = comfy_server.object_info()
+    node = object_info["LayerStackTransparentDecode"]
+    folder = node["python_module"].split(".")[1]  # custom_nodes.<folder>, as the frontend reads it
+    response = requests.get(f"{comfy_server.url}/extensions/{folder}/docs/LayerStackTransparentDecode.md", timeout=30)
+    assert response.status_code == 200 and "text/html" not in response.headers.get("content-type", "")
+    assert response.text == (DOCS / "LayerStackTransparentDecode.md").read_text(encoding="utf-8")

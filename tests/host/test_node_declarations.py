@@ -4,6 +4,7 @@ Schema helper dropping only the newer-host fields it knows."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import pytest
 import torch
@@ -91,3 +92,72 @@ def test_schema_helper_drops_only_known_newer_host_fields(comfy_host):
     assert "search_aliases" in NEWER_HOST_SCHEMA_FIELDS
     with pytest.raises(TypeError, match="serch_aliases"):
         schema(node_id="X", serch_aliases=["y"])  # a typo must not vanish
+
+
+# Inputs artists rarely touch, folded away by newer frontends: decoder pass counts and sub-batch sizes, the encode
+# offset scale, the schedule's start (Forge has only 'Stop At'), and defaults that are right for nearly everyone.
+ADVANCED_INPUTS = {
+    "LayerStackTransparentDecode": {"passes", "sub_batch_size"},
+    "LayerStackTransparentEncode": {"offset_multiplier"},
+    "LayerStackSD15SplitLayers": {"passes"},
+    "LayeredDiffusionDecode": {"sub_batch_size"},
+    "LayeredDiffusionDecodeRGBA": {"sub_batch_size"},
+    "LayeredDiffusionDecodeSplit": {"sub_batch_size"},
+    "LayerStackFromText2Layer": {"include_mask_layer"},
+    "LayerStackToBatch": {"include_hidden"},
+    "LayerStackSplitByMask": {"hole_threshold"},
+    "LayerStackCleanEdges": {"fill_transparent"},
+    **{node: {"start_percent"} for node in (
+        "LayerStackSDXLTransparentForeground", "LayerStackSDXLForegroundToBlended", "LayerStackSDXLBackgroundToBlended",
+        "LayerStackSDXLForegroundBlendedToBackground", "LayerStackSDXLBackgroundBlendedToForeground",
+        "LayerStackSD15TransparentForeground", "LayerStackSD15JointLayers", "LayerStackSD15ForegroundToBackground",
+        "LayerStackSD15BackgroundToForeground")},
+}
+
+
+def _served_inputs(node) -> dict:
+    """The node's inputs as /object_info serves them: name -> options dict."""
+    info = node.GET_NODE_INFO_V1()
+    return {name: (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+            for section in ("required", "optional") for name, spec in (info["input"].get(section) or {}).items()}
+
+
+def test_rarely_touched_inputs_are_advanced_where_the_host_has_the_field(comfy_host):
+    from comfy_api.latest import io
+
+    from layerstack.nodes.common import is_advanced
+
+    host_has_advanced = "advanced" in inspect.signature(io.Int.Input.__init__).parameters
+    declared, served = {}, {}
+    for node in _nodes():
+        inputs = _served_inputs(node)
+        if marked := {spec.id for spec in node.define_schema().inputs if is_advanced(spec)}:
+            declared[node.NODE_ID] = marked
+        if advanced := {name for name, options in inputs.items() if options.get("advanced")}:
+            served[node.NODE_ID] = advanced
+        assert not any("advanced" in options and options["advanced"] is not True for options in inputs.values())
+    assert declared == ADVANCED_INPUTS
+    # 0.33.0 serves the flag (the frontend folds those inputs away); 0.3.75 has no such field and gets plain inputs.
+    assert served == (ADVANCED_INPUTS if host_has_advanced else {})
+
+
+def test_advanced_inputs_keep_their_place_and_default(comfy_host):
+    """Folding is display only: input order (UI files store widget values by position) and defaults are unchanged."""
+    from layerstack.nodes.transparent_vae import TransparentDecode
+
+    info = TransparentDecode.GET_NODE_INFO_V1()
+    assert info["input_order"]["required"] == ["layer_vae", "samples", "images", "passes", "sub_batch_size"]
+    assert info["input"]["required"]["sub_batch_size"][1]["default"] == 0
+    assert info["input"]["required"]["passes"][1]["default"] == "8"
+
+
+def test_input_helper_drops_only_known_newer_host_fields(comfy_host):
+    from comfy_api.latest import io
+
+    from layerstack.nodes.common import NEWER_HOST_INPUT_FIELDS, advanced, declare
+
+    assert "advanced" in NEWER_HOST_INPUT_FIELDS
+    spec = advanced(io.Int.Input, "n", default=3, min=1)
+    assert spec.id == "n" and spec.default == 3 and spec.min == 1
+    with pytest.raises(TypeError, match=r"the INT input 'n' has no field\(s\) \['advancd'\]"):
+        declare(io.Int.Input, "n", advancd=True)  # a typo must not vanish
