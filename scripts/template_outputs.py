@@ -6,6 +6,17 @@ passes), and prints one line per written or previewed file: a sha256 of its pixe
 Run it before and after a change that must not change behaviour and diff the two outputs:
 
     heavy .venv/bin/python scripts/template_outputs.py > /tmp/before.txt
+
+To find the commit that changed an output, run one workflow (-k) against other checkouts of the pack (--pack, e.g. a
+`git worktree add` of each commit); the workflows, inputs and fixtures stay this checkout's, so only the pack differs:
+
+    heavy .venv/bin/python scripts/template_outputs.py -k legacy/layer_diffusion_cond_fg_all --pack /tmp/pack-at-commit
+
+Known change since ac4b351 (main before the tiers/docs refactor): legacy cond_fg_all node 27 (the old
+LayeredDiffusionDecodeRGBA, sub_batch_size 16), 91a28263e6a42983 -> 969fadd7cbc608d4, from 9f8549d, where that input
+became a cap on the automatic per-call batch (on CPU one decoder pass per forward call instead of all 8 in one call,
+for memory). Same arithmetic, batched kernels round differently: at most 3.2e-6 apart, a few 8-bit values of 16384
+flip. The old pack run with sub_batch_size 1 gives today's hash.
 """
 
 from __future__ import annotations
@@ -94,6 +105,8 @@ def file_hash(server, info: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-k", default="", help="only workflows whose name contains this")
+    parser.add_argument("--pack", type=Path, default=ROOT,
+                        help="the pack checkout the server loads (default: this one); e.g. an older commit's worktree")
     args = parser.parse_args()
 
     from fixtures.build import build_all
@@ -105,7 +118,7 @@ def main() -> int:
     checkpoints = {"sd15": paths["sd15_checkpoint"].name, "sdxl": paths["sdxl_checkpoint"].name}
     with tempfile.TemporaryDirectory(prefix="layerstack-template-outputs-") as base:
         server = ComfyServer(Path(base), checkpoint_dir=paths["checkpoint_dir"],
-                             layer_model_dir=paths["layer_model_dir"])
+                             layer_model_dir=paths["layer_model_dir"], pack_dir=args.pack.resolve())
         server.start()
         try:
             for name, image in input_images().items():
