@@ -128,15 +128,27 @@ def bytes_per_sample(height: int, width: int, dtype: torch.dtype) -> int:
     return h * w * (ACTIVATION_CHANNELS * mm.dtype_size(dtype) + RESULT_BYTES_PER_PIXEL)
 
 
-def auto_sub_batch(device: torch.device, per_sample: int) -> int:
-    """Network samples per forward call when the user leaves it at automatic."""
+# The automatic sub-batch is bounded by memory: as many network samples per forward call as fit a budget, each
+# sample costing bytes_per_sample (its activations at this size). The budget is a share of the free memory the host's
+# model management reports for the decoder's device. On an accelerator all of it: the decoder was just loaded with
+# room made for its activations, and running out halves the sub-batch and retries. On a CPU that figure is the
+# system's available RAM, which the checkpoint, every other model and the rest of the machine share, and a batched
+# call there only saves per-call overhead (which matters for small images): CPU_FREE_MEMORY_SHARE of it. So small
+# images batch their passes and large ones run one per call (scripts/bench_decode.py, README "Speed").
+CPU_FREE_MEMORY_SHARE = 1 / 32
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes the activations of one decoder call may take on `device` (see CPU_FREE_MEMORY_SHARE)."""
     import comfy.model_management as mm
 
-    if device.type == "cpu":
-        # Measured (scripts/bench_decode.py): on CPU a batched call costs more per sample than single
-        # ones (cache) and multiplies memory, so one sample per call is both faster and leaner there.
-        return 1
-    return max(1, int(mm.get_free_memory(device) / per_sample))
+    free = mm.get_free_memory(device)
+    return int(free * CPU_FREE_MEMORY_SHARE) if device.type == "cpu" else int(free)
+
+
+def auto_sub_batch(device: torch.device, per_sample: int) -> int:
+    """Network samples per forward call when the user leaves it at automatic: as many as memory_budget holds."""
+    return max(1, memory_budget(device) // per_sample)
 
 
 def decode(
@@ -152,9 +164,9 @@ def decode(
     """IMAGE [B,H,W,3] + raw LATENT samples -> [B,H,W,4] (alpha first, whatever the decoder's own order) fp32 on
     the intermediate device.
 
-    ``sub_batch_size``: UNet samples per forward call (one image pass = one sample); None picks it
-    (auto_sub_batch). ``sub_batch_cap`` only lowers the chosen size, never raises it. Out of memory halves it and
-    retries.
+    ``sub_batch_size``: UNet samples per forward call (one image pass = one sample); None picks it, bounded by memory
+    (auto_sub_batch). ``sub_batch_cap`` only lowers the chosen size, never raises it (the legacy nodes' old
+    parameter). Out of memory halves it and retries.
     """
     import comfy.model_management as mm
     import comfy.utils

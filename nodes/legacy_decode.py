@@ -3,9 +3,10 @@
 Inputs, combo strings, defaults, ranges and output order are exactly the old ones, so shared workflows load and
 run unchanged; the RGBA node works again (the old one calls a JoinImageWithAlpha method current ComfyUI removed).
 Differences that only help: any multiple-of-8 size (the old nodes asserted multiples of 64), batched passes, and
-the decoder is managed by ComfyUI. ``sub_batch_size`` caps network samples per forward call, which bounds memory
-like the old per-call batch did. Deprecated: new workflows should use Load Transparent VAE + Transparent Decode
-(family from the model, fewer passes on demand).
+the decoder is managed by ComfyUI. The network samples per forward call are chosen by memory
+(layer_vae/runtime.auto_sub_batch) and never exceed what the old node ran per call: ``sub_batch_size`` images, one
+pass each, so never more memory than the old node. Deprecated: new workflows should use Load Transparent VAE +
+Transparent Decode (family from the model, fewer passes on demand).
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ def _common_inputs() -> list[io.Input]:
 def _decode(node: str, samples, images, sd_version: str, sub_batch_size: int) -> torch.Tensor:
     """[B,H,W,4] alpha-first decode, as the old decode node computed it (8 passes)."""
     # The old node kept its decoder on the node instance; here it is reused while its file is unchanged
-    # (models/transparent_vae.reused). The old sub_batch_size only caps the automatic, memory-bounded size: the old
-    # default of 16 would put all 8 passes in one forward call, twice the memory on CPU for no speed.
+    # (models/transparent_vae.reused). The sub-batch is the automatic, memory-bounded one, and the old parameter only
+    # caps it: the old node ran `sub_batch_size` images per forward call, one pass each, so at most that many network
+    # samples (fewer when the batch is smaller) is the memory it used. Read as samples, the old default of 16 would
+    # put all 8 passes of an image in one call: 8 times the old node's memory.
     tvae = reused(Family(sd_version))
-    return runtime.decode(tvae, images, samples["samples"], node=node, passes=8, sub_batch_cap=sub_batch_size)
+    cap = min(sub_batch_size, images.shape[0]) if isinstance(images, torch.Tensor) and images.ndim == 4 else 1
+    return runtime.decode(tvae, images, samples["samples"], node=node, passes=8, sub_batch_cap=max(1, cap))
 
 
 def _rgba(decoded: torch.Tensor) -> torch.Tensor:

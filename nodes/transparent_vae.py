@@ -74,8 +74,8 @@ def _decode_inputs() -> list[io.Input]:
                                "4, 2, 1 are faster and slightly less clean."),
         advanced(io.Int.Input, "sub_batch_size", default=0, min=0, max=4096, step=1,
                  tooltip="Network samples per forward call (one pass of one image = 1). 0 = automatic: as "
-                         "many as free GPU memory allows (1 on CPU, where batching is slower). Lower it if you "
-                         "run out of memory."),
+                         "many as fit in free memory (on a GPU all of it, on a CPU a small share of free RAM, so "
+                         "small images batch their passes). Lower it if you run out of memory."),
     ]
 
 

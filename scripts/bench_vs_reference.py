@@ -14,8 +14,12 @@ Getting the reference pack (none of its code is in this repository) and an envir
 
 What runs, each under the same node id and inputs in both packs (ours: nodes/legacy_*.py; theirs: their classes):
 - decode: LayeredDiffusionDecode (SDXL, 8 passes, sub_batch_size 16, the default) at each --decode-sizes, with the
-  peak resident-set growth of each run; plus "ours, 8 per call", our decode forced to put all 8 passes in one forward
-  call (what the legacy ids did before the memory fix), to see what that fix costs or saves in time.
+  peak resident-set growth of each run; plus "ours, N per call" for each --per-call N (default 8: all 8 passes in one
+  forward call, what the legacy ids did before the memory fix), our decode with that fixed sub-batch instead of the
+  automatic, memory-bounded one, to see what the rule costs or saves in time and memory; --auto-decode adds our decode
+  with the automatic sub-batch and no cap (Transparent Decode's default). --decode-batch decodes several images.
+  The peak resident-set growth is measured in this one process, after other runs: the allocator keeps freed memory,
+  so small growths say little (scripts/bench_decode.py measures each run in a fresh process).
 - sdxl-attn / sdxl-conv: LayeredDiffusionApply ("SDXL, Attention Injection" / "SDXL, Conv Injection") then the
   KSampler's sampling call, against the plain checkpoint (the patch overhead).
 - sd15-joint: LayeredDiffusionJointApply (SD1.5, 3 frames, a background prompt) then sampling, against plain.
@@ -184,24 +188,27 @@ def decode_bench(args, t: Timings, ref) -> list[str]:
     names = []
     for size in args.decode_sizes:
         g = torch.Generator().manual_seed(size)
-        samples = {"samples": torch.randn(1, 4, size // 8, size // 8, generator=g)}
-        images = torch.rand(1, size, size, 3, generator=g)
-        ours, theirs, batched = f"decode {size}² ours", f"decode {size}² reference", f"decode {size}² ours, 8 per call"
-        names.append((ours, theirs, batched))
+        batch = args.decode_batch
+        samples = {"samples": torch.randn(batch, 4, size // 8, size // 8, generator=g)}
+        images = torch.rand(batch, size, size, 3, generator=g)
+        label = f"decode {size}²" + (f" ×{batch}" if batch > 1 else "")
+        ours, theirs = f"{label} ours", f"{label} reference"
+        fixed = {n: f"{label} ours, {n} per call" for n in args.per_call}
+        names.append((ours, theirs, list(fixed.values())))
         variants = {
             ours: lambda s=samples, i=images: Ours.execute(samples=s, images=i, sd_version="SDXL", sub_batch_size=16),
             theirs: lambda s=samples, i=images: ref_node.decode(s, i, "SDXL", 16),
-            batched: lambda s=samples, i=images: runtime.decode(reused(Family.SDXL), i, s["samples"], node="bench",
-                                                                passes=8, sub_batch_size=16),
         }
-        if not args.batched_decode:
-            del variants[batched]
+        if args.auto_decode:  # Transparent Decode's automatic sub-batch (no cap): the memory budget alone decides
+            fixed["auto"] = f"{label} ours, automatic (Transparent Decode)"
+        for n, name in fixed.items():
+            variants[name] = lambda s=samples, i=images, n=n: runtime.decode(
+                reused(Family.SDXL), i, s["samples"], node="bench", passes=8, sub_batch_size=None if n == "auto" else n)
         interleave(t, variants, args.repeat, args.block, rss=True)
     rows = []
-    for ours, theirs, batched in names:
+    for ours, theirs, fixed in names:
         rows += [t.row(theirs, None), t.row(ours, theirs)]
-        if args.batched_decode:
-            rows.append(t.row(batched, ours))
+        rows += [t.row(name, theirs) for name in fixed]
     return rows
 
 
@@ -289,7 +296,13 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=2, help="runs per variant in a row; all but the first are steady")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-shim", dest="shim", action="store_false")
-    parser.add_argument("--no-batched-decode", dest="batched_decode", action="store_false")
+    parser.add_argument("--decode-batch", type=int, default=1, help="images per decode (the old node ran "
+                        "min(batch, sub_batch_size) of them per forward call, one pass each)")
+    parser.add_argument("--auto-decode", action="store_true",
+                        help="also run our decode with the automatic sub-batch, as Transparent Decode does")
+    parser.add_argument("--per-call", type=int, nargs="*", default=[8],
+                        help="also run our decode with this many network samples per forward call (fixed, not the "
+                             "automatic rule), e.g. --per-call 1 2 4 8; none: --per-call with no value")
     args = parser.parse_args()
 
     import torch
@@ -305,10 +318,10 @@ def main() -> None:
     rows += sampling_bench(args, t, ref, ref_sharing, reference_active, paths)
     print(f"\nComfyUI {version}, torch {torch.__version__}, CPU, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} cores; load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}; "
-          f"fixture weights; decode SDXL 8 passes batch 1; sampling {args.sample_size}², euler, "
+          f"fixture weights; decode SDXL 8 passes batch {args.decode_batch}; sampling {args.sample_size}², euler, "
           f"{args.steps} steps (SD1.5: {args.sd15_steps}); {args.repeat} repeats × block {args.block}")
     print("ratio rows: each run against the row it is compared with (plain KSampler for sampling, the reference "
-          "for decode; '8 per call' against ours)")
+          "for decode, the fixed per-call rows too)")
     print(HEADER)
     print("\n".join(rows))
     for name, error in t.errors.items():

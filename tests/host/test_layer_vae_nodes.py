@@ -318,11 +318,20 @@ def test_legacy_decode_reuses_the_decoder_and_caps_the_sub_batch(fixture_paths, 
     monkeypatch.setattr(files, "load_layer_file", lambda entry, **kw: reads.append(entry) or real_load(entry, **kw))
     monkeypatch.setattr(runtime_mod.decode_mod, "decode_augmented",
                         lambda *a, **kw: sub_batches.append(kw["max_batch"]) or real_decode(*a, **kw))
-    samples, images = latent_and_image(batch=2)
+    samples, images = latent_and_image(batch=4)  # 4 images x 8 passes = 32 network samples
+    per_sample = runtime_mod.bytes_per_sample(64, 64, torch.float32)
+    # The sub-batch is what the memory budget holds, whatever the workflow's sub_batch_size asks for ...
+    monkeypatch.setattr(runtime_mod, "memory_budget", lambda device: per_sample - 1)  # not even one fits: 1
     first = legacy_decode.LayeredDiffusionDecodeRGBA.execute(samples, images, "SD15", 16).result[0]
+    monkeypatch.setattr(runtime_mod, "memory_budget", lambda device: 3 * per_sample)
+    legacy_decode.LayeredDiffusionDecodeRGBA.execute(samples, images, "SD15", 16)
+    # ... and the old parameter caps it, never raises it: the old node ran sub_batch_size images per call, one pass
+    # each, so with a budget for everything: 4 samples (the batch) for the default 16, and 2 for 2.
+    monkeypatch.setattr(runtime_mod, "memory_budget", lambda device: 1 << 40)
     second = legacy_decode.LayeredDiffusionDecodeRGBA.execute(samples, images, "SD15", 16).result[0]
-    assert len(reads) <= 1 and torch.equal(first, second)  # read at most once (an earlier test may have read it)
-    assert sub_batches == [1, 1]  # on CPU the automatic size is 1: the old default 16 no longer raises memory
+    legacy_decode.LayeredDiffusionDecodeRGBA.execute(samples, images, "SD15", 2)
+    assert sub_batches == [1, 3, 4, 2]
+    assert len(reads) <= 1 and torch.allclose(first, second, atol=1e-5)  # read at most once (an earlier test may have)
     path = fixture_paths["layer_model_dir"] / "layer_sd15_vae_transparent_decoder.safetensors"
     stat = path.stat()
     before = len(reads)

@@ -50,11 +50,31 @@ def test_sub_batch_size_caps_every_call(comfy_host):
     assert torch.allclose(out.movedim(-1, 1), expected, atol=1e-6)
 
 
-def test_automatic_sub_batch_is_one_sample_per_call_on_cpu(comfy_host):
-    net = RecordingDecoder()
+def test_automatic_sub_batch_is_what_the_memory_budget_holds(comfy_host, monkeypatch):
     images, latent = inputs(batch=2)
-    runtime.decode(managed_vae(net), images, latent, node="t", passes=4, sub_batch_size=None)
-    assert net.calls == [1] * 8
+    per_sample = runtime.bytes_per_sample(64, 64, torch.float32)
+    calls = {}
+    for budget in (per_sample - 1, 3 * per_sample, 1 << 40):  # less than one sample; three; more than the decode
+        monkeypatch.setattr(runtime, "memory_budget", lambda device, b=budget: b)
+        net = RecordingDecoder()
+        runtime.decode(managed_vae(net), images, latent, node="t", passes=4, sub_batch_size=None)
+        calls[budget] = net.calls
+    assert calls[per_sample - 1] == [1] * 8  # one sample per call even when not even one fits (OOM would halve)
+    assert calls[3 * per_sample] == [3, 1, 3, 1]  # one image's 4 passes at a time, in calls of at most 3
+    assert calls[1 << 40] == [8]  # both images' 4 passes in one call
+
+
+def test_the_memory_budget_is_a_share_of_the_free_memory_the_host_reports(comfy_host):
+    import comfy.model_management as mm
+
+    cpu = torch.device("cpu")
+    expected = mm.get_free_memory(cpu) * runtime.CPU_FREE_MEMORY_SHARE  # the checkpoint and the system share RAM
+    assert abs(runtime.memory_budget(cpu) - expected) <= 64 * 2**20  # free memory moves a little
+    assert 0 < runtime.CPU_FREE_MEMORY_SHARE < 1
+    # A small image batches its passes within the budget, a large one runs one sample per call.
+    budget = runtime.memory_budget(cpu)
+    small, large = runtime.bytes_per_sample(64, 64, torch.float32), runtime.bytes_per_sample(2048, 2048, torch.float32)
+    assert runtime.auto_sub_batch(cpu, small) == budget // small > runtime.auto_sub_batch(cpu, large) == 1
 
 
 def test_automatic_sub_batch_elsewhere_comes_from_free_memory(comfy_host):
