@@ -3,7 +3,7 @@
     .venv/bin/python scripts/suite_times.py run --before ac4b351 --out /tmp/suite-times   # ~15 min on 2 cores
     .venv/bin/python scripts/suite_times.py compare /tmp/suite-times                    # the table again
 
-`run` checks the older commit out beside this one (`git worktree add <out>/before-<commit>`, sharing .venv and
+`run` checks the older commit out beside this one (`git worktree add <out>/before_<commit>`, sharing .venv and
 .comfyui) with a private fixture cache (hard links of today's checkpoints; a build from other fixture sources would
 prune the shared cache's folders). Where `heavy` guards the machine, it then holds both of its slots (its lock
 files), one per suite; builds both sides' fixtures (not timed) and starts both suites at the same moment, so both see
@@ -55,7 +55,7 @@ def hold_both_heavy_slots() -> list:
 
 
 def prepare_before(commit: str, out: Path) -> tuple[Path, dict]:
-    tree = out / f"before-{commit}"
+    tree = out / f"before_{commit}"  # a valid package name: the old suite imports the root as one
     if not tree.exists():
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True)
         for name in (".venv", ".comfyui"):
