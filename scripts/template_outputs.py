@@ -15,7 +15,7 @@ To find the commit that changed an output, run one workflow (-k) against other c
 Known change since ac4b351 (main before the tiers/docs refactor): legacy cond_fg_all node 27 (the old
 LayeredDiffusionDecodeRGBA, sub_batch_size 16), 91a28263e6a42983 -> 969fadd7cbc608d4, from 9f8549d, where that input
 became a cap on the automatic per-call batch (on CPU one decoder pass per forward call instead of all 8 in one call,
-for memory). Same arithmetic, batched kernels round differently: at most 3.2e-6 apart, a few 8-bit values of 16384
+for memory; since 8a74dbe the cap is the image count, 1 here, on every device). Same arithmetic, batched kernels round differently: at most 3.2e-6 apart, a few 8-bit values of 16384
 flip. The old pack run with sub_batch_size 1 gives today's hash.
 """
 
