@@ -6,8 +6,9 @@ A batch holds groups of F frames, sample n = b·F + f (F = 1 transparent, 3 join
 then a "temporal" attention across the F frames of each group; the two conditional files also add a control-image
 feature map to the attention input. The reference unit replaces the whole attention and returns `hidden − h`.
 
-How it hooks into ComfyUI — three public transformer patches per attention kind, nothing swapped, no globals touched
-(swapping the attention modules, as the old pack did, broke IPAdapter and every other attention patch):
+How it hooks into ComfyUI — three public transformer patches per attention kind and weight wrappers, nothing
+swapped, no globals touched (swapping the attention modules, as the old pack did, broke IPAdapter and every other
+attention patch):
 
 1. `attn1_patch` / `attn2_patch` (run before the attention, receive the block's normed input `n`): add the control
    features, put the per-layer prompts into the cross-attention context, and stash the input in `extra_options`,
@@ -18,6 +19,11 @@ How it hooks into ComfyUI — three public transformer patches per attention kin
    patch some other node put at the same key is kept and called for the attention itself (chained, not dropped).
 3. `attn1_output_patch` / `attn2_output_patch` (after to_out): add the out-LoRA term and the control features, then
    the temporal branch, which needs the block's input (stashed in 1.) and so cannot live inside to_out.
+4. on a patched model (attach), frame 0's LoRA goes into the projection weights themselves: a weight wrapper per
+   projection whose LoRA term is in the merged form adds up_0·down_0 to the weight during the model calls the patches
+   are active for (an APPLY_MODEL wrapper decides, with the patches' own gate), so the block's projection already
+   gives frame 0 the reference's (W + up_0·down_0)·x and 2. and 3. add only the other frames' differences. A
+   projection whose wrapper did not run in a call gets the full terms.
 
 Per-step cost (profiled on the fixture SD1.5, issue 11): the LoRA terms and the temporal branch run in cheaper exact
 forms built once per sampling run (see "the per-frame LoRA terms and the temporal branch" below); the sigma gate and
@@ -261,55 +267,87 @@ def lora_form(in_features: int, out_features: int, rank: int) -> str:
 class FrameTerms:
     """The per-frame LoRA terms of one or more projections reading the same input, for one dtype and device.
 
-    merged: [F, sum of outs, in] (up_f·down_f of each projection, stacked along out), or None;
-    low_rank: per projection (down [F, rank, in], up [F, out, rank]) when not merged."""
+    merged: [F', sum of outs, in] (up_f·down_f of each projection, stacked along out), or None;
+    low_rank: per projection (down [F', rank, in], up [F', out, rank]) when not merged;
+    first: the first frame they cover (F' = F - first): 1 when the weight already carries frame 0's up·down, and the
+    terms are then the differences up_f·down_f - up_0·down_0 (merged form only)."""
 
     merged: torch.Tensor | None
     low_rank: tuple[tuple[torch.Tensor, torch.Tensor], ...]
     outs: tuple[int, ...]
+    first: int = 0
 
 
-def frame_terms(lora_lists: Sequence[nn.ModuleList], like: torch.Tensor, form: str | None = None) -> FrameTerms:
+def frame_terms(lora_lists: Sequence[nn.ModuleList], like: torch.Tensor, form: str | None = None, *,
+                frame0_in_weight: bool = False) -> FrameTerms:
     downs = [torch.stack([lora.down.weight for lora in loras]) for loras in lora_lists]  # [F, r, in]
     ups = [torch.stack([lora.up.weight for lora in loras]) for loras in lora_lists]  # [F, out, r]
     outs = tuple(int(up.shape[1]) for up in ups)
     rank, in_features = int(downs[0].shape[1]), int(downs[0].shape[2])
-    if (form or lora_form(in_features, max(outs), rank)) == "merged":
+    if frame0_in_weight or (form or lora_form(in_features, max(outs), rank)) == "merged":
         exact = _exact_dtype(*downs, *ups)
-        merged = torch.cat([torch.bmm(up.to(like.device, exact), down.to(like.device, exact))
-                            for down, up in zip(downs, ups)], dim=1)
-        return FrameTerms(merged.to(like.dtype), (), outs)
+        products = [torch.bmm(up.to(like.device, exact), down.to(like.device, exact)) for down, up in zip(downs, ups)]
+        if frame0_in_weight:
+            products = [p[1:] - p[:1] for p in products]
+        return FrameTerms(torch.cat(products, dim=1).to(like.dtype), (), outs, int(frame0_in_weight))
     return FrameTerms(None, tuple((_cast(d, like), _cast(u, like)) for d, u in zip(downs, ups)), outs)
 
 
+def frame0_weight_delta(lora: LoRA, weight: torch.Tensor) -> torch.Tensor:
+    """Frame 0's up·down [out, in], in at least float32 on the weight's device: what a Frame0Weight adds."""
+    exact = _exact_dtype(lora.up.weight, lora.down.weight)
+    return lora.up.weight.to(weight.device, exact) @ lora.down.weight.to(weight.device, exact)
+
+
 def frame_term_values(terms: FrameTerms, x: torch.Tensor, frames: int) -> list[torch.Tensor]:
-    """The LoRA terms of x [N, tokens, in] for the frame of each sample (n = b·F + f), each [F, b, tokens, out]."""
+    """The LoRA terms of x [N, tokens, in] for the frame of each sample (n = b·F + f), each [F, b, tokens, out]
+    (frames from terms.first on: [F - first, b, tokens, out]).
+
+    Each is a view of a [b, F, tokens, out] tensor, the samples' own order: one product per set reads that set's F
+    frames where they lie and plus_frame_term adds the result without a transposed copy."""
+    tokens = x.shape[1]
     if frames == 1:
-        xf = x.reshape(1, -1, x.shape[-1])
-    else:  # [N, T, C] -> [F, b·T, C]
-        xf = x.unflatten(0, (-1, frames)).transpose(0, 1).reshape(frames, -1, x.shape[-1])
-    if terms.merged is not None:
-        ys = torch.bmm(xf, terms.merged.transpose(1, 2)).split(terms.outs, dim=-1)
+        sets = x.reshape(1, 1, -1, x.shape[-1])
     else:
-        ys = [torch.bmm(torch.bmm(xf, down.transpose(1, 2)), up.transpose(1, 2)) for down, up in terms.low_rank]
-    return [y.unflatten(1, (-1, x.shape[1])) for y in ys]
+        sets = x.reshape(-1, frames, tokens, x.shape[-1])[:, terms.first:]
+    if terms.merged is not None:
+        ys = _per_set(sets, (terms.merged.transpose(1, 2),)).split(terms.outs, dim=-1)
+    else:
+        ys = [_per_set(sets, (down.transpose(1, 2), up.transpose(1, 2))) for down, up in terms.low_rank]
+    return [y.reshape(-1, frames - terms.first, tokens, y.shape[-1]).transpose(0, 1) for y in ys]
 
 
-def plus_frame_term(base: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
-    """base [N, T, out] + a term [F, b, T, out] of frame_term_values, in one pass (no copy of the term)."""
-    frames = term.shape[0]
+def _per_set(sets: torch.Tensor, chain: Sequence[torch.Tensor]) -> torch.Tensor:
+    """sets [b, F, rows, in] times the per-frame matrices chain[0] @ chain[1] ... ([F, in, mid], [F, mid, out])."""
+    out = sets.new_empty(*sets.shape[:3], chain[-1].shape[-1])
+    for x, y in zip(sets, out):
+        for matrix in chain[:-1]:
+            x = torch.bmm(x, matrix)
+        torch.bmm(x, chain[-1], out=y)
+    return out
+
+
+def plus_frame_term(base: torch.Tensor, term: torch.Tensor, frames: int | None = None) -> torch.Tensor:
+    """base [N, T, out] + a term [F', b, T, out] of frame_term_values for the last F' of the F frames (F' = F unless
+    frames says otherwise), in one pass (no copy of the term)."""
+    frames = frames or term.shape[0]
     if frames == 1:
         return base + term[0]
-    return (base.unflatten(0, (-1, frames)) + term.transpose(0, 1)).flatten(0, 1)
+    first = frames - term.shape[0]
+    if first == 0:
+        return (base.unflatten(0, (-1, frames)) + term.transpose(0, 1)).flatten(0, 1)
+    out = base.clone()
+    out.unflatten(0, (-1, frames))[:, first:] += term.transpose(0, 1)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
 class TemporalWeights:
-    """The temporal branch's weights for one dtype and device: the norm, then either q/k/v with i folded in and o
-    (several frames), or the single matrix o·v·i (one frame)."""
+    """The temporal branch's weights for one dtype and device: the norm, then either q/k/v with i folded in, stacked
+    into one [3C, C] linear, and o (several frames), or the single matrix o·v·i (one frame)."""
 
     norm: tuple[torch.Tensor, torch.Tensor, float]
-    qkv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (weight, bias) of q, k, v; or of o·v·i alone
+    qkv: tuple[torch.Tensor, torch.Tensor]  # (weight, bias) of q, k and v stacked; or of o·v·i alone
     out: tuple[torch.Tensor, torch.Tensor] | None
 
 
@@ -328,41 +366,45 @@ def temporal_weights(layer: SharingLayer, frames: int, like: torch.Tensor) -> Te
     norm = (_cast(layer.temporal_n.weight, like), _cast(layer.temporal_n.bias, like), layer.temporal_n.eps)
     i = wb(layer.temporal_i)
     if frames == 1:  # softmax over one key is exactly 1: the attention returns v
-        return TemporalWeights(norm, (cast(then(wb(layer.temporal_o), then(wb(layer.temporal_v), i))),), None)
-    qkv = tuple(cast(then(wb(m), i)) for m in (layer.temporal_q, layer.temporal_k, layer.temporal_v))
-    return TemporalWeights(norm, qkv, cast(wb(layer.temporal_o)))
+        return TemporalWeights(norm, cast(then(wb(layer.temporal_o), then(wb(layer.temporal_v), i))), None)
+    qkv = [then(wb(m), i) for m in (layer.temporal_q, layer.temporal_k, layer.temporal_v)]
+    stacked = (torch.cat([w for w, _ in qkv]), torch.cat([b for _, b in qkv]))
+    return TemporalWeights(norm, cast(stacked), cast(wb(layer.temporal_o)))
 
 
 def temporal_attention(layer: SharingLayer, hidden: torch.Tensor, frames: int, heads: int,
                        max_rows: int = MAX_ATTENTION_ROWS, weights: TemporalWeights | None = None) -> torch.Tensor:
-    """The cross-frame branch: each token attends to the same token in the other frames of its group."""
+    """The cross-frame branch: each token attends to the same token in the other frames of its group. weights: the
+    derived weights when the caller keeps them (the patches: once per sampling run), else derived here."""
     w = weights or temporal_weights(layer, frames, hidden)
     x = F.layer_norm(hidden, hidden.shape[-1:], *w.norm)
     if w.out is None:
-        return F.linear(x, *w.qkv[0])
-    tokens = x.shape[1]
-    x = x.unflatten(0, (-1, frames)).transpose(1, 2).flatten(0, 1)  # (b f) d c -> (b d) f c
-    x = frames_attention(*(F.linear(x, *pair) for pair in w.qkv), heads, max_rows=max_rows)
-    x = F.linear(x, *w.out)
-    return x.unflatten(0, (-1, tokens)).transpose(1, 2).flatten(0, 1)  # (b d) f c -> (b f) d c
+        return F.linear(x, *w.qkv)
+    qkv = F.linear(x, *w.qkv).unflatten(0, (-1, frames))  # [b, F, tokens, 3C]: a set's frames side by side
+    x = frames_attention(*qkv.chunk(3, dim=-1), heads, max_rows=max_rows)
+    return F.linear(x.flatten(0, 1), *w.out)
 
 
 def frames_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, *,
                      max_rows: int = MAX_ATTENTION_ROWS) -> torch.Tensor:
-    """Softmax attention over the few frames of a group, q/k/v [rows, F, heads·dim], written out elementwise: with
-    F <= 3 keys the F×F scores are cheaper as products and sums than through a batched attention kernel (about 4×
-    on CPU). Computed in at least float32, in chunks of max_rows // heads rows."""
-    rows, frames, channels = q.shape
+    """Softmax attention over the few frames of a group at each token, q/k/v [b, F, tokens, heads·dim] (or [rows, F,
+    heads·dim]), written out elementwise: with F <= 3 keys the F×F scores are cheaper as products and sums than
+    through a batched attention kernel (about 4× on CPU), and they need no (b f) -> (b tokens) transpose. Computed in
+    at least float32, in chunks of max_rows // heads (set, token) rows."""
+    if q.ndim == 3:
+        q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+        return frames_attention(q, k, v, heads, max_rows=max_rows)[0].transpose(0, 1)
+    sets, frames, tokens, channels = q.shape
     dim = channels // heads
     exact = _exact_dtype(q)
-    step = max(1, max_rows // heads)
+    step = max(1, max_rows // (heads * sets))
     out = []
-    for s in range(0, rows, step):
-        qh, kh, vh = (t[s:s + step].to(exact).unflatten(-1, (heads, dim)) for t in (q, k, v))  # [r, F, heads, dim]
-        scores = (qh.unsqueeze(2) * kh.unsqueeze(1)).sum(-1) * dim ** -0.5  # [r, F query, F key, heads]
+    for s in range(0, tokens, step):
+        qh, kh, vh = (t[:, :, s:s + step].to(exact).unflatten(-1, (heads, dim)) for t in (q, k, v))  # b F t h d
+        scores = (qh.unsqueeze(2) * kh.unsqueeze(1)).sum(-1) * dim ** -0.5  # [b, F query, F key, t, heads]
         weights = scores.softmax(dim=2)
         out.append((weights.unsqueeze(-1) * vh.unsqueeze(1)).sum(2).flatten(-2).to(q.dtype))
-    return out[0] if len(out) == 1 else torch.cat(out)
+    return out[0] if len(out) == 1 else torch.cat(out, dim=2)
 
 
 class Derived:
@@ -438,6 +480,14 @@ class SamplingRun:
 
 
 @dataclass(eq=False)
+class ModelCall:
+    """One model call (UNet forward) while the patches are active, for the weights that carry frame 0's LoRA."""
+
+    derived: Derived  # the run's derived weights (a fresh one outside a sampler)
+    folded: set[tuple[int, str]] = field(default_factory=set)  # (layer, projection) whose Frame0Weight ran
+
+
+@dataclass(eq=False)
 class _Call:
     """Tensors of one attention call, carried from the before- to the replace- and after-patch in extra_options."""
 
@@ -473,6 +523,9 @@ class AttentionSharing:
         self.stop_percent = stop_percent
         self.sites = sd15_layer_sites()
         self._by_block = {(s.kind, s.block, s.transformer_index): s for s in self.sites}
+        # The one mutable part: the model call running now, when attach() put frame 0's LoRA into the weights
+        # (ModelCallWrapper sets it, Frame0Weight reads it). ComfyUI runs one model call at a time.
+        self.model_call: ModelCall | None = None
 
     def __deepcopy__(self, memo):
         return self
@@ -509,10 +562,21 @@ class AttentionSharing:
         run = extra_options.get(RUN_KEY)
         return run.derived if run is not None else Derived()  # outside a sampler: nothing to keep it in
 
-    def frame_terms(self, derived: Derived, index: int, roles: tuple[str, ...], x: torch.Tensor) -> FrameTerms:
+    def frame_terms(self, derived: Derived, index: int, roles: tuple[str, ...], x: torch.Tensor,
+                    frame0_in_weight: bool = False) -> FrameTerms | None:
+        """The terms still to add for these projections; None when there are none (one frame, already in the
+        weight)."""
+        if frame0_in_weight and self.frames == 1:
+            return None
         layer = self.layers[index]
-        return derived.get((index, roles, x.dtype, x.device),
-                           lambda: frame_terms([getattr(layer, f"to_{r}_lora") for r in roles], x))
+        return derived.get((index, roles, frame0_in_weight, x.dtype, x.device),
+                           lambda: frame_terms([getattr(layer, f"to_{r}_lora") for r in roles], x,
+                                               frame0_in_weight=frame0_in_weight))
+
+    def frame0_in_weight(self, index: int, role: str) -> bool:
+        """Whether this model call's weight of this projection carries frame 0's LoRA (its Frame0Weight ran)."""
+        call = self.model_call
+        return call is not None and (index, role) in call.folded
 
     # 1. before the attention
 
@@ -592,14 +656,18 @@ class AttentionSharing:
             # attended guards a chain that calls back into this patch: the LoRA terms go in once
             call.attended = True
             derived = self.derived(extra_options)
-            by_input: dict[int, tuple[torch.Tensor, list[str]]] = {}  # q, k and v that read one tensor: one product
+            # q, k and v that read one tensor (and agree on frame 0's place): one product
+            by_input: dict[tuple, tuple[torch.Tensor, bool, list[str]]] = {}
             for role, x in (("q", call.h_in), ("k", call.context), ("v", call.value)):
-                by_input.setdefault(id(x), (x, []))[1].append(role)
-            terms = {}
-            for x, roles in by_input.values():
-                values = frame_term_values(self.frame_terms(derived, site.index, tuple(roles), x), x, self.frames)
-                terms.update(zip(roles, values))
-            q, k, v = (plus_frame_term(t, terms[r]) for t, r in ((q, "q"), (k, "k"), (v, "v")))
+                folded = self.frame0_in_weight(site.index, role)
+                by_input.setdefault((id(x), folded), (x, folded, []))[2].append(role)
+            new = {"q": q, "k": k, "v": v}
+            for x, folded, roles in by_input.values():
+                terms = self.frame_terms(derived, site.index, tuple(roles), x, folded)
+                if terms is not None:
+                    for role, value in zip(roles, frame_term_values(terms, x, self.frames)):
+                        new[role] = plus_frame_term(new[role], value, self.frames)
+            q, k, v = new["q"], new["k"], new["v"]
         if inner is not None:
             out = inner(q, k, v, extra_options)
         else:
@@ -623,8 +691,8 @@ class AttentionSharing:
         layer = self.layers[index]
         derived = self.derived(extra_options)
         x = call.attention_out
-        terms = self.frame_terms(derived, index, ("out",), x)
-        y = plus_frame_term(out, frame_term_values(terms, x, self.frames)[0])
+        terms = self.frame_terms(derived, index, ("out",), x, self.frame0_in_weight(index, "out"))
+        y = out if terms is None else plus_frame_term(out, frame_term_values(terms, x, self.frames)[0], self.frames)
         if call.control is not None:
             y = y + call.control
         # The reference returns hidden - h with hidden = h + control + attention; then its temporal branch adds on top.
@@ -719,6 +787,44 @@ class SamplingWrapper(_Patch):
         return executor(noise, *args, **kwargs)
 
 
+class ModelCallWrapper(_Patch):
+    """APPLY_MODEL wrapper: decides, with the patches' own gate, whether this model call runs the file, and if so
+    lets the Frame0Weight wrappers put frame 0's LoRA into the weights for it."""
+
+    def __call__(self, executor, *args, **kwargs):
+        options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        sharing = self.sharing
+        previous = sharing.model_call
+        sharing.model_call = ModelCall(sharing.derived(options)) if sharing.is_active(options) else None
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            sharing.model_call = previous
+
+
+class Frame0Weight(_Patch):
+    """Weight wrapper of one projection (to_q / to_k / to_v / to_out.0 of one layer): adds frame 0's up·down to the
+    weight the layer computes with, during model calls that run the file. The block's own projection then gives frame
+    0's samples (W + up_0·down_0)·x, the reference's merged weight, and the patches add only the other frames'
+    differences (up_f·down_f - up_0·down_0)·x. It marks the model call, so a projection whose wrapper did not run
+    (a host path without weight functions) gets the full terms instead."""
+
+    def __init__(self, sharing: AttentionSharing, index: int, role: str):
+        super().__init__(sharing)
+        self.index = index
+        self.role = role
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        call = self.sharing.model_call
+        if call is None:
+            return weight
+        lora = getattr(self.sharing.layers[self.index], f"to_{self.role}_lora")[0]
+        delta = call.derived.get((self.index, self.role, "frame0", weight.device),
+                                 lambda: frame0_weight_delta(lora, weight))
+        call.folded.add((self.index, self.role))
+        return (weight.to(delta.dtype) + delta).to(weight.dtype)
+
+
 # --- applying a file to a model --------------------------------------------------------------------------------------
 
 def apply_attention_sharing(model, file_id: str, *, layer_conds: Mapping[str, object] | None = None,
@@ -769,7 +875,26 @@ def attach(model, sharing: AttentionSharing):
     patched.set_additional_models(OWNER_KEY, [weights_patcher])
     add_patches(patched.model_options["transformer_options"], sharing)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, OWNER_KEY, SamplingWrapper(sharing))
+    for key, index, role in frame0_weight_keys(model, sharing):
+        patched.add_weight_wrapper(key, Frame0Weight(sharing, index, role))
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, OWNER_KEY, ModelCallWrapper(sharing))
     return patched
+
+
+def frame0_weight_keys(model, sharing: AttentionSharing) -> list[tuple[str, int, str]]:
+    """(weight key, layer, projection) of every projection whose LoRA terms are in the merged form: folding frame 0
+    into its weight saves frame 0's term outright. In the low-rank form the difference of two LoRAs would cost twice
+    a term per sample, so those keep all terms on the activations."""
+    keys = []
+    for site in sharing.sites:
+        module = model.get_model_object("diffusion_model." + site.path)
+        for role, name in (("q", "to_q"), ("k", "to_k"), ("v", "to_v"), ("out", "to_out.0")):
+            linear = module.get_submodule(name)
+            if isinstance(getattr(linear, "scale_weight", None), torch.Tensor):
+                continue  # scaled-fp8 layers of older hosts scale the weight after its wrappers: keep the terms
+            if lora_form(int(linear.in_features), int(linear.out_features), RANK) == "merged":
+                keys.append((f"diffusion_model.{site.path}.{name}.weight", site.index, role))
+    return keys
 
 
 def add_patches(transformer_options: dict, sharing: AttentionSharing) -> None:

@@ -197,6 +197,26 @@ def test_stop_at_zero_is_the_base_model_exactly(sd15, prompts):
     assert torch.equal(off, base)
 
 
+@pytest.mark.parametrize("file_id", ["layer_sd15_joint", "layer_sd15_transparent_attn", "layer_sd15_fg2bg"])
+def test_frame0_in_the_weights_samples_as_all_terms_on_the_activations(sd15, prompts, patched, file_id):
+    """The patched model puts frame 0's LoRA into the projection weights for its model calls and adds only the other
+    frames' differences; without the model-call wrapper that opens those weights, every frame's full LoRA term goes
+    on the activations. Both give the same samples, up to float rounding."""
+    import comfy.patcher_extension
+
+    from layerstack.models.attention_sharing import OWNER_KEY
+
+    folded = patched[file_id]
+    assert folded.weight_wrapper_patches  # the fixture's 320-channel projections are in the merged form: all fold
+    unfolded = folded.clone()
+    unfolded.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, OWNER_KEY)
+    frames = FILES[file_id]
+    want = _sample(unfolded, *prompts, frames)
+    got = _sample_once(file_id, folded, prompts, frames)
+    assert (got - _sample_once(("base", frames), sd15.model, prompts, frames)).abs().max() > 1e-3
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
 def _sharing(patched_model):
     import comfy.patcher_extension
 
