@@ -134,8 +134,8 @@ def bytes_per_sample(height: int, width: int, dtype: torch.dtype) -> int:
 # room made for its activations, and running out halves the sub-batch and retries. On a CPU that figure is the
 # system's available RAM, which the checkpoint, every other model and the rest of the machine share, and a batched
 # call there only saves per-call overhead (which matters for small images): CPU_FREE_MEMORY_SHARE of it. So small
-# images batch their passes and large ones run one per call (scripts/bench_decode.py, README "Speed").
-CPU_FREE_MEMORY_SHARE = 1 / 32
+# images batch their passes and from 256² on this 24 GB machine one runs per call (README "Speed": measured).
+CPU_FREE_MEMORY_SHARE = 1 / 64
 
 
 def memory_budget(device: torch.device) -> int:

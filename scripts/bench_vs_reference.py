@@ -194,13 +194,13 @@ def decode_bench(args, t: Timings, ref) -> list[str]:
         label = f"decode {size}²" + (f" ×{batch}" if batch > 1 else "")
         ours, theirs = f"{label} ours", f"{label} reference"
         fixed = {n: f"{label} ours, {n} per call" for n in args.per_call}
+        if args.auto_decode:  # Transparent Decode's automatic sub-batch (no cap): the memory budget alone decides
+            fixed["auto"] = f"{label} ours, automatic (Transparent Decode)"
         names.append((ours, theirs, list(fixed.values())))
         variants = {
             ours: lambda s=samples, i=images: Ours.execute(samples=s, images=i, sd_version="SDXL", sub_batch_size=16),
             theirs: lambda s=samples, i=images: ref_node.decode(s, i, "SDXL", 16),
         }
-        if args.auto_decode:  # Transparent Decode's automatic sub-batch (no cap): the memory budget alone decides
-            fixed["auto"] = f"{label} ours, automatic (Transparent Decode)"
         for n, name in fixed.items():
             variants[name] = lambda s=samples, i=images, n=n: runtime.decode(
                 reused(Family.SDXL), i, s["samples"], node="bench", passes=8, sub_batch_size=None if n == "auto" else n)
