@@ -387,13 +387,10 @@ def temporal_attention(layer: SharingLayer, hidden: torch.Tensor, frames: int, h
 
 def frames_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, *,
                      max_rows: int = MAX_ATTENTION_ROWS) -> torch.Tensor:
-    """Softmax attention over the few frames of a group at each token, q/k/v [b, F, tokens, heads·dim] (or [rows, F,
-    heads·dim]), written out elementwise: with F <= 3 keys the F×F scores are cheaper as products and sums than
-    through a batched attention kernel (about 4× on CPU), and they need no (b f) -> (b tokens) transpose. Computed in
-    at least float32, in chunks of max_rows // heads (set, token) rows."""
-    if q.ndim == 3:
-        q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
-        return frames_attention(q, k, v, heads, max_rows=max_rows)[0].transpose(0, 1)
+    """Softmax attention over the few frames of a group at each token, q/k/v [b, F, tokens, heads·dim], written out
+    elementwise: with F <= 3 keys the F×F scores are cheaper as products and sums than through a batched attention
+    kernel (about 4× on CPU), and they need no (b f) -> (b tokens) transpose. Computed in at least float32, in chunks
+    of max_rows // heads (set, token) rows."""
     sets, frames, tokens, channels = q.shape
     dim = channels // heads
     exact = _exact_dtype(q)

@@ -350,9 +350,11 @@ def test_frames_attention_and_folded_temporal_weights_equal_the_plain_forms(comf
     from layerstack.models.attention_sharing import chunked_attention, frames_attention, temporal_attention
 
     g = torch.Generator().manual_seed(15)
-    q, k, v = (torch.randn(10, 3, 16, generator=g, dtype=torch.float64) for _ in range(3))
-    torch.testing.assert_close(frames_attention(q, k, v, 4), chunked_attention(q, k, v, 4), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(frames_attention(q, k, v, 4, max_rows=12), frames_attention(q, k, v, 4))
+    q, k, v = (torch.randn(10, 3, 16, generator=g, dtype=torch.float64) for _ in range(3))  # [rows, F, C]
+    sets = [t.transpose(0, 1).unsqueeze(0) for t in (q, k, v)]  # one set: [1, F, rows as tokens, C]
+    torch.testing.assert_close(frames_attention(*sets, 4)[0].transpose(0, 1), chunked_attention(q, k, v, 4),
+                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(frames_attention(*sets, 4, max_rows=12), frames_attention(*sets, 4))
 
     for frames in (1, 3):  # i folded into q/k/v (3 frames); o·v·i as one matrix (1 frame: the attention returns v)
         layer = _random_(_sharing(frames, False).weights.hookers.layers[0], seed=16)
