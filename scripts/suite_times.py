@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/suite_times.py run --before ac4b351 --out /tmp/suite-times   # ~15 min on 2 cores
     .venv/bin/python scripts/suite_times.py compare /tmp/suite-times                    # the table again
+    .venv/bin/python scripts/suite_times.py files --before ac4b351 --out /tmp/suite-times test_sdxl_patches ...
 
 `run` checks the older commit out beside this one (`git worktree add <out>/before_<commit>`, sharing .venv and
 .comfyui) with a private fixture cache (hard links of today's checkpoints; a build from other fixture sources would
@@ -11,6 +12,11 @@ the same load. Today's side runs scripts/test.sh's ComfyUI 0.3.75 stages (unit, 
 runs that commit's own command (its README: one pytest run). Each writes JUnit XML (time per test: set-up, call and
 tear-down, so a session fixture such as a server start counts for the first test that needs it) and its
 `--durations=0` log. The load average is sampled every 10 s into <out>/loadavg.txt.
+
+`files` runs the named test files alone, one pytest process each, alternating old and new, --reps times, and prints
+each file's best and median process time per side (start-up and collection included). A file alone shows what its
+tests cost without the state earlier tests leave in a shared process (memory held, models ComfyUI still counts as
+loaded), which moves time between files in a whole-suite run.
 
 Tests are matched by name (class and parameters included) within a file of the same name, then by name alone where
 unique, so tests moved between tier folders or split into a `*_host.py` file still match.
@@ -203,6 +209,59 @@ def compare(out: Path) -> None:
         print(f"  {delta:+7.1f}  {before[kb][0]:6.1f} -> {now[kn][0]:6.1f}  {kn[0]}::{kn[1]}")
 
 
+def files(args) -> None:
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    tree, before_env = prepare_before(args.before, out)
+    sides = {"before": (tree, before_env), "now": (ROOT, os.environ)}
+    paths = {}
+    for name, (where, _) in sides.items():
+        for stem in args.stems:
+            found = sorted((where / "tests").glob(f"*/{stem}.py")) + sorted((where / "tests").glob(f"{stem}.py"))
+            if len(found) != 1:
+                raise SystemExit(f"{name}: expected one tests/**/{stem}.py in {where}, found {len(found)}")
+            paths[name, stem] = found[0].relative_to(where)
+    slots = hold_both_heavy_slots()
+    build_fixtures(tree, before_env)
+    seconds = defaultdict(list)
+    (out / "files").mkdir(exist_ok=True)
+    for rep in range(args.reps):
+        for stem in args.stems:
+            for name, (where, env) in sides.items():
+                start = time.monotonic()
+                xml = out / "files" / f"{name}-{stem}-{rep + 1}.xml"
+                done = subprocess.run([*PYTEST, "-x", str(paths[name, stem]), f"--junitxml={xml}"], cwd=where,
+                                      env=env, capture_output=True, text=True)
+                seconds[name, stem].append(time.monotonic() - start)
+                if done.returncode != 0:
+                    raise SystemExit(f"{name} {paths[name, stem]} failed:\n{done.stdout[-3000:]}")
+            print(f"rep {rep + 1}: {stem}: before {seconds['before', stem][-1]:.1f} s, "
+                  f"now {seconds['now', stem][-1]:.1f} s", flush=True)
+    for lock in slots:
+        lock.close()
+    print(f"\n{'file (alone, process s)':40}{'before min':>11}{'now min':>9}{'before med':>11}{'now med':>9}{'now/before':>11}")
+    totals = [0.0, 0.0]
+    for stem in args.stems:
+        b, n = sorted(seconds["before", stem]), sorted(seconds["now", stem])
+        totals[0] += b[0]
+        totals[1] += n[0]
+        print(f"{stem:40}{b[0]:>11.1f}{n[0]:>9.1f}{b[len(b) // 2]:>11.1f}{n[len(n) // 2]:>9.1f}{n[0] / b[0]:>11.2f}")
+    print(f"{'all (sum of minima)':40}{totals[0]:>11.1f}{totals[1]:>9.1f}{'':>20}{totals[1] / totals[0]:>11.2f}")
+    print(f"\n{'tests in both (best per test)':40}{'tests':>6}{'before s':>10}{'now s':>8}{'now/before':>11}"
+          f"{'  only before / only now'}")
+    for stem in args.stems:
+        best = {}
+        for name in sides:
+            for xml in sorted((out / "files").glob(f"{name}-{stem}-*.xml")):
+                for key, (sec, _) in cases(xml).items():
+                    best.setdefault(name, {})[key] = min(sec, best.get(name, {}).get(key, sec))
+        b, n = best["before"], best["now"]
+        both = [k for k in b if k in n]
+        sb, sn = sum(b[k] for k in both), sum(n[k] for k in both)
+        print(f"{stem:40}{len(both):>6}{sb:>10.1f}{sn:>8.1f}{sn / sb:>11.2f}  "
+              f"{len(b) - len(both)} ({sum(b.values()) - sb:.1f} s) / {len(n) - len(both)} ({sum(n.values()) - sn:.1f} s)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,8 +270,13 @@ def main() -> int:
     r.add_argument("--out", type=Path, required=True, help="folder for its worktree, cache, JUnit XML and logs")
     c = sub.add_parser("compare", help="compare the JUnit XML of a finished run")
     c.add_argument("out", type=Path)
+    f = sub.add_parser("files", help="time test files alone, alternating old and new")
+    f.add_argument("--before", required=True, help="the older commit")
+    f.add_argument("--out", type=Path, required=True, help="folder for its worktree and fixture cache")
+    f.add_argument("--reps", type=int, default=3)
+    f.add_argument("stems", nargs="+", help="test file names without .py, e.g. test_sdxl_patches")
     args = parser.parse_args()
-    run(args) if args.command == "run" else compare(args.out)
+    {"run": run, "compare": lambda a: compare(a.out), "files": files}[args.command](args)
     return 0
 
 
