@@ -23,6 +23,9 @@ What runs, each under the same node id and inputs in both packs (ours: nodes/leg
 - sdxl-attn / sdxl-conv: LayeredDiffusionApply ("SDXL, Attention Injection" / "SDXL, Conv Injection") then the
   KSampler's sampling call, against the plain checkpoint (the patch overhead).
 - sd15-joint: LayeredDiffusionJointApply (SD1.5, 3 frames, a background prompt) then sampling, against plain.
+- sdxl-stop (ours only: the reference has no start/stop): SDXL Transparent Foreground, attention injection, with
+  stop 1 (plain patches, merged once per load), stop 0.999 (the weight wrappers, merged in every model call, active
+  at every step: the same result as stop 1, so the difference is the wrappers' cost) and stop 0.5, against plain.
 
 Interleaving: each repeat runs plain, ours, reference in turn, `--block` runs each (default 2). The first run of a
 block pays the switch (ComfyUI re-patches weights when another patched clone of the same model ran last, and the
@@ -219,6 +222,7 @@ def sampling_bench(args, t: Timings, ref, ref_sharing, reference_active, paths) 
 
     from layerstack.nodes.legacy_sd15 import LayeredDiffusionJointApply as OursJoint
     from layerstack.nodes.legacy_sdxl import LayeredDiffusionApply as OursApply
+    from layerstack.nodes.sdxl import SDXLTransparentForeground
 
     if args.shim:
         unit = ref_sharing.AttentionSharingUnit
@@ -263,6 +267,20 @@ def sampling_bench(args, t: Timings, ref, ref_sharing, reference_active, paths) 
         suites.append(("sd15-joint", sd15, pos, neg, 3, args.sd15_steps,
                        lambda m: OursJoint.execute(model=m, config=config, bg_cond=bg).result[0],
                        lambda m: ref.LayeredDiffusionJoint().apply_layered_diffusion(m, config, bg_cond=bg)[0]))
+    if "sdxl-stop" in args.only:
+        sdxl, pos, neg, _ = load("sdxl_checkpoint")
+        names = {"plain": "sdxl-stop plain KSampler", 1.0: "sdxl-stop ours, stop 1 (plain patches)",
+                 0.999: "sdxl-stop ours, stop 0.999 (weight wrappers)", 0.5: "sdxl-stop ours, stop 0.5"}
+        variants = {names["plain"]: sampler(sdxl, pos, neg, 1, args.steps)}
+        for stop in (1.0, 0.999, 0.5):
+            patched, p, n = SDXLTransparentForeground.execute(
+                model=sdxl, positive=pos, negative=neg, method="attention injection", weight=1.0, start_percent=0.0,
+                stop_percent=stop).result
+            variants[names[stop]] = sampler(patched, p, n, 1, args.steps)
+        interleave(t, variants, args.repeat, args.block)
+        rows += [t.row(names["plain"], None)] + [t.row(names[stop], names["plain"]) for stop in (1.0, 0.999, 0.5)]
+        rows.append(t.row(names[0.999], names[1.0]).replace(f"| {names[0.999]} |",
+                                                            "| sdxl-stop wrappers / plain patches |", 1))
     for key, model, pos, neg, batch, steps, ours_apply, ref_apply in suites:
         label = "reference (shimmed)" if args.shim and key.startswith("sd15") else "reference"
         names = {"plain": f"{key} plain KSampler", "ours": f"{key} ours", "ref": f"{key} {label}"}
@@ -287,7 +305,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference", type=Path, required=True, help="a checkout of huchenlei/ComfyUI-layerdiffuse")
     parser.add_argument("--only", nargs="+", default=["decode", "sdxl-attn", "sdxl-conv", "sd15-joint"],
-                        choices=["decode", "sdxl-attn", "sdxl-conv", "sd15-joint"])
+                        choices=["decode", "sdxl-attn", "sdxl-conv", "sd15-joint", "sdxl-stop"])
     parser.add_argument("--decode-sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--sample-size", type=int, default=256, help="pixels per side of the sampled latents")
     parser.add_argument("--steps", type=int, default=4, help="sampling steps of the SDXL runs")
