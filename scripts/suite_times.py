@@ -225,6 +225,8 @@ def files(args) -> None:
     build_fixtures(tree, before_env)
     seconds = defaultdict(list)
     (out / "files").mkdir(exist_ok=True)
+    for stale in (out / "files").glob("*.xml"):  # an earlier invocation's runs must not mix into this table
+        stale.unlink()
     for rep in range(args.reps):
         for stem in args.stems:
             for name, (where, env) in sides.items():
