@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from fixtures.comfy_env import import_pack
-from fixtures.server import ComfyServer
+from fixtures.server import SERVER_RUN_TIMEOUT_S, ComfyServer
 
 TIERS = {"unit": "unit", "host": "host", "e2e": "server"}
 # Per-test limits sized to the tier; session fixtures (building the fixture models, a first server start on a busy
 # 2-core machine) count towards the first test that needs them.
-TIER_TIMEOUT_S = {"unit": 60, "host": 900, "server": 1200}
+TIER_TIMEOUT_S = {"unit": 60, "host": 900, "server": SERVER_RUN_TIMEOUT_S + 200}
 SLOW_TIMEOUT_S = 600  # a test marked slow (full-size networks on CPU)
 
 

@@ -101,7 +101,7 @@ def _history_entry_with(url: str, psd_name: str) -> dict:
 def test_template_browser_run_and_psd_download_in_a_real_browser(comfy_server, browser):
     b, url = browser, comfy_server.url
     for sample in SAMPLES.iterdir():  # the shipped pictures the template loads (other tests upload their own)
-        assert comfy_server.upload_image(sample) == sample.name
+        assert comfy_server.upload_image(sample, exact=True) == sample.name
     b.driver.get(url + "/")
     b.wait("the ComfyUI editor (its graph and canvas)", lambda: b.js(
         "return !!(window.app?.graph && window.app?.canvas && document.querySelector('canvas'))"),

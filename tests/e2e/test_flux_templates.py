@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from fixtures.flux import FLUX_VAE_NAME
+from fixtures.server import SERVER_RUN_TIMEOUT_S
 from fixtures.workflows import api_workflow, prefixed, saved_images
 
 GENERATION = {"1", "2", "4", "5", "6", "7", "8"}  # UNETLoader, DualCLIPLoader, LoRA, prompts, guidance, latent source
@@ -65,7 +66,7 @@ def test_flux_text_to_image_templates_decode_and_save(comfy_server, flux_latent,
     for node in prompt.values():
         if "filename_prefix" in node["inputs"]:
             node["inputs"]["filename_prefix"] = f"{slug}/{node['inputs']['filename_prefix'].split('/')[-1]}"
-    history = comfy_server.run(prompt, timeout=1200)
+    history = comfy_server.run(prompt, timeout=SERVER_RUN_TIMEOUT_S)
 
     rgba = saved_images(comfy_server, history, f"{slug}_14")
     assert len(rgba) == 1 and rgba[0].mode == "RGBA" and rgba[0].size == (64, 64)
@@ -82,10 +83,11 @@ def test_flux_refine_template_encodes_decodes_and_saves(comfy_server, scratch_di
     rgb = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
     alpha = ((np.mgrid[0:64, 0:64][1] < 40) * 255).astype(np.uint8)
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(scratch_dir / "layerstack_rgba_asset.png")
-    assert comfy_server.upload_image(scratch_dir / "layerstack_rgba_asset.png") == twin["8"]["inputs"]["image"]
+    assert twin["8"]["inputs"]["image"] == "layerstack_rgba_asset.png"  # the shipped sample it loads
+    twin["8"]["inputs"]["image"] = comfy_server.upload_image(scratch_dir / "layerstack_rgba_asset.png")
     prompt = prefixed(_without_generation(twin, ["16", 0]), "flux_refine_")
     prompt["flux_refine_14"]["inputs"]["filename_prefix"] = "flux_refine/rgba"
-    history = comfy_server.run(prompt, timeout=1200)
+    history = comfy_server.run(prompt, timeout=SERVER_RUN_TIMEOUT_S)
     saved = saved_images(comfy_server, history, "flux_refine_14")
     assert len(saved) == 1 and saved[0].mode == "RGBA" and saved[0].size == (64, 64)
     assert history["outputs"]["flux_refine_13"]["images"]

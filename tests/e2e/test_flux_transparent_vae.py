@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from fixtures.flux import FLUX_VAE_NAME
-from fixtures.server import PromptFailed
+from fixtures.server import SERVER_RUN_TIMEOUT_S, PromptFailed
 from fixtures.workflows import saved_images
 
 TOLERANCE = 2e-3
@@ -61,7 +61,7 @@ def test_flux_decode_and_encode_through_the_nodes(comfy_server, fixture_paths, s
             "mask_meaning": "LoadImage mask (1 = transparent)", "offset_multiplier": 1.0}},
         "9": {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": "flux_e2e/latent"}},
     }
-    history = comfy_server.run(prompt, timeout=1200)
+    history = comfy_server.run(prompt, timeout=SERVER_RUN_TIMEOUT_S)
 
     # The reference, here in the test process, from the same fixture file.
     import comfy.sd

@@ -66,7 +66,7 @@ def test_qwen_template_after_the_decode_writes_the_layers_bottom_first(comfy_ser
     path = tmp_path / "qwen_layers.png"
     images = [Image.fromarray(f, "RGBA") for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], format="PNG")  # an animated PNG, one frame each
-    name = comfy_server.upload_image(path, f"layerstack_qwen_frames_{uuid.uuid4().hex[:8]}.png")
+    name = comfy_server.upload_image(path, "layerstack_qwen_frames.png")
     # The decode (node 16) and everything feeding it give way to the synthetic batch: LoadImage yields the frames'
     # colours and LoadImage's inverted alpha, JoinImageWithAlpha makes them the RGBA IMAGE the decode would give.
     generative = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"}
@@ -117,7 +117,7 @@ def test_sdxl_core_layers_template_composites_the_stack_in_create_layered_image(
     cutout[20:44, 10:50, 3] = 255
     path = tmp_path / "cutout.png"
     Image.fromarray(cutout, "RGBA").save(path)
-    name = comfy_server.upload_image(path, f"layerstack_core_layers_{uuid.uuid4().hex[:8]}.png")
+    name = comfy_server.upload_image(path, "layerstack_core_layers.png")
     synthetic = unique_prefixes({k: v for k, v in api_workflow("stack_sdxl_core_layers").items()
                                  if k in {"10", "11", "12", "13", "14"}})
     synthetic["10"]["inputs"].update(width=64, height=48)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures.server import PromptFailed
+from fixtures.server import SERVER_RUN_TIMEOUT_S, PromptFailed
 from fixtures.workflows import api_workflow, prefixed, saved_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def test_every_sd15_mode_runs_end_to_end(comfy_server, fixture_paths, control_im
         by_title = {n["_meta"]["title"]: nid for nid, n in prompt.items()}
         for title, image_mode in expected.items():
             saves[(mode, title)] = (f"{mode}.{by_title[title]}", image_mode)
-    history = comfy_server.run(merged, timeout=1800)
+    history = comfy_server.run(merged, timeout=SERVER_RUN_TIMEOUT_S)
     for (mode, title), (node_id, image_mode) in saves.items():
         images = saved_images(comfy_server, history, node_id)
         assert [(im.size, im.mode) for im in images] == [((SIZE, SIZE), image_mode)] * sets, (mode, title)
@@ -128,7 +128,7 @@ def test_old_layerdiffuse_sd15_ids_run_a_workflow_made_for_that_pack(comfy_serve
                                "sub_batch_size": 16}},
         "fg_save": _save(["fg_rgba", 0], "old_fg"),
     })
-    history = comfy_server.run(prompt, timeout=1800)
+    history = comfy_server.run(prompt, timeout=SERVER_RUN_TIMEOUT_S)
     expected = {"cond_save": "RGBA", "cond_save_blended": "RGB", "fg_save": "RGBA"}
     for node_id, image_mode in expected.items():
         assert [(im.size, im.mode) for im in saved_images(comfy_server, history, node_id)] == [((SIZE, SIZE), image_mode)]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fixtures.server import SERVER_RUN_TIMEOUT_S
 from fixtures.workflows import api_workflow, prefixed, saved_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,8 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def layer_images(comfy_server, tmp_path_factory):
-    """The condition images the workflows load, in another size than the generation (so they are fitted)."""
+    """The condition images the workflows load, in another size than the generation (so they are fitted): the
+    workflow's image name -> the uploaded copy's name."""
     folder = tmp_path_factory.mktemp("sdxl_layers")
     rng = np.random.default_rng(0)
     foreground = rng.integers(0, 256, (48, 96, 4), dtype=np.uint8)
@@ -41,13 +43,14 @@ def layer_images(comfy_server, tmp_path_factory):
     images = {"layerstack_foreground.png": Image.fromarray(foreground, "RGBA"),
               "layerstack_background.png": Image.fromarray(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)),
               "layerstack_blended.png": Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))}
+    uploaded = {}
     for name, image in images.items():
         image.save(folder / name)
-        assert comfy_server.upload_image(folder / name) == name
-    return images
+        uploaded[name] = comfy_server.upload_image(folder / name)
+    return uploaded
 
 
-def tiny(prompt: dict, checkpoint: str, batch: int) -> dict:
+def tiny(prompt: dict, checkpoint: str, batch: int, images: dict) -> dict:
     """The example made test-sized (and its prompts shared); every other input stays as shipped."""
     for node in prompt.values():
         inputs, kind = node["inputs"], node["class_type"]
@@ -63,6 +66,8 @@ def tiny(prompt: dict, checkpoint: str, batch: int) -> dict:
             inputs["passes"] = "1"
         elif kind.startswith("LayerStackSDXL") and "width" in inputs:
             inputs.update(width=SIZE, height=SIZE)
+        elif kind == "LoadImage":
+            inputs["image"] = images[inputs["image"]]
     return prompt
 
 
@@ -71,15 +76,14 @@ def test_every_sdxl_mode_runs_end_to_end(comfy_server, fixture_paths, layer_imag
     merged = {}
     save_nodes = {}
     for name, saves in WORKFLOWS.items():
-        prompt = tiny(api_workflow(name),
-                      fixture_paths["sdxl_checkpoint"].name, batch)
+        prompt = tiny(api_workflow(name), fixture_paths["sdxl_checkpoint"].name, batch, layer_images)
         merged.update(prefixed(prompt, f"{name}."))
         by_title = {n["_meta"]["title"]: nid for nid, n in prompt.items()
                     if n["class_type"] in ("SaveImage", "LayerStackSaveRGBA")}
         assert sorted(by_title) == sorted(saves), name  # every save node of the template is checked
         for title, image_mode in saves.items():
             save_nodes[(name, title)] = (f"{name}.{by_title[title]}", image_mode)
-    history = comfy_server.run(merged, timeout=1500)
+    history = comfy_server.run(merged, timeout=SERVER_RUN_TIMEOUT_S)
     for (name, title), (node_id, image_mode) in save_nodes.items():
         images = saved_images(comfy_server, history, node_id)
         assert [(im.size, im.mode) for im in images] == [((SIZE, SIZE), image_mode)] * batch, (name, title)

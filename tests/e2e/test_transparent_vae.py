@@ -103,7 +103,8 @@ def test_transparent_refine_template_runs(comfy_server, fixture_paths, scratch_d
     """The refine template (tests/data/workflows_api/transparent_refine.json) made tiny (1 step, 1 decoder pass) on the SDXL fixture."""
     prompt = api_workflow("transparent_refine")
     _rgba_png(scratch_dir / "layerstack_rgba_asset.png")
-    assert comfy_server.upload_image(scratch_dir / "layerstack_rgba_asset.png") == prompt["2"]["inputs"]["image"]
+    assert prompt["2"]["inputs"]["image"] == "layerstack_rgba_asset.png"  # the shipped sample it loads
+    prompt["2"]["inputs"]["image"] = comfy_server.upload_image(scratch_dir / "layerstack_rgba_asset.png")
     prompt["1"]["inputs"]["ckpt_name"] = fixture_paths["sdxl_checkpoint"].name
     prompt["8"]["inputs"]["steps"] = 1
     prompt["10"]["inputs"]["passes"] = "1"
