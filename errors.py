@@ -13,6 +13,13 @@ def node_error(node: str, input_name: str, expected: str, got: str) -> LayerStac
     return LayerStackError(f"{node}: input '{input_name}' expected {expected}, got {got}.")
 
 
+def require_schedule_window(node: str, start_percent: float, stop_percent: float) -> None:
+    """A start/stop pair on the schedule: both in [0, 1], start not after stop."""
+    if not 0.0 <= start_percent <= stop_percent <= 1.0:
+        raise node_error(node, "start_percent / stop_percent", "0 <= start_percent <= stop_percent <= 1",
+                         f"start_percent={start_percent}, stop_percent={stop_percent}")
+
+
 # Why a tensor holds NaN or inf, by where it came from (the most common cause first).
 FROM_VAE = ("Likely cause: the VAE overflowed in fp16 (start ComfyUI with --fp32-vae or --bf16-vae, or use an "
             "fp16-fixed VAE); or the latent it decoded was already broken.")

@@ -16,6 +16,7 @@ import torch
 
 from .. import host
 from ..errors import FROM_NETWORK, FROM_SAMPLER, FROM_VAE, LayerStackError, require_finite
+from . import augment
 from . import decode as decode_mod
 from . import encode as encode_mod
 from . import layout as layout_mod
@@ -30,7 +31,7 @@ log = logging.getLogger("layerstack")
 # in the network dtype (measured ~450 in fp32 on CPU) plus the fp32 pass results and median.
 ACTIVATION_CHANNELS = 480
 RESULT_BYTES_PER_PIXEL = 64
-PASSES_CHOICES = (8, 4, 2, 1)
+PASSES_CHOICES = tuple(sorted(augment.PASS_SETS, reverse=True))  # (8, 4, 2, 1): the node's options, most first
 ENCODE_BATCH = 8  # the offset encoder is small; this only bounds its activations
 LATENT_NAMES = {4: "an SD1.5/SDXL latent", 16: "a Flux latent"}
 

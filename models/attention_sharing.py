@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import host
-from ..errors import LayerStackError, node_error
+from ..errors import LayerStackError, node_error, require_schedule_window
 from ..layer_vae.state_dict import state_dict_mismatch
 from . import files, registry
 from .conditioning_images import ResizeMode, composite_on_grey, fit_image_to_size
@@ -840,9 +840,7 @@ def apply_attention_sharing(model, file_id: str, *, layer_conds: Mapping[str, ob
     names = {"model": "model", "file": "file", "control_image": "control_image", **(input_names or {})}
     entry = _attention_sharing_entry(file_id, node, names["file"])
     _check_model(model, node, names["model"])
-    if not 0.0 <= start_percent <= stop_percent <= 1.0:
-        raise node_error(node, "start_percent / stop_percent", "0 <= start <= stop <= 1",
-                         f"start {start_percent}, stop {stop_percent}")
+    require_schedule_window(node, start_percent, stop_percent)
     control_image = _check_control_image(entry, control_image, node, names["control_image"])
     if control_image is not None and sets is not None and control_image.shape[0] not in (1, sets):
         raise node_error(node, names["control_image"], f"1 image or one per set ({sets} = the latent's batch)",

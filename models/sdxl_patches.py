@@ -25,7 +25,7 @@ import torch
 from comfy.weight_adapter import LoRAAdapter
 
 from .. import host
-from ..errors import FROM_SAMPLER, LayerStackError, node_error, require_finite
+from ..errors import FROM_SAMPLER, LayerStackError, node_error, require_finite, require_schedule_window
 from . import files, registry
 from .registry import Family, Kind, LayerFile
 
@@ -155,9 +155,7 @@ def apply_layer_patches(model, layer: LayerPatches, *, node: str, weight: float 
     The conditionings pass through unchanged (the schedule lives on the patched model); they stay in the signature
     because the nodes add the c_concat condition to them.
     """
-    if not 0.0 <= start_percent <= stop_percent <= 1.0:
-        raise node_error(node, "start_percent / stop_percent", "0 <= start_percent <= stop_percent <= 1",
-                         f"start_percent={start_percent}, stop_percent={stop_percent}")
+    require_schedule_window(node, start_percent, stop_percent)
     patched = model.clone()
     if start_percent <= 0.0 and stop_percent >= 1.0:
         _add_patches_strictly(patched, layer.patches, weight, node=node, layer=layer)

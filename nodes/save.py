@@ -99,7 +99,7 @@ def save_layered_files(
 ) -> io.NodeOutput:
     """One layered file per picture. Browsers show neither PSD nor OpenRaster, and the frontend has no output key for
     a file to download: the files go under `extension` (/view serves them), which web/layerstack.js shows as download
-    links on the node, and the composites under `images` as previews (docs/FORMATS.md "Files in the web UI")."""
+    links on the node, and the composites under `images` as previews (docs/FORMATS.md#files-in-the-web-ui)."""
     stack = check_stack(stack, node)
     writers = [lambda out, i=i: write(stack, i, out) for i in range(stack.batch_size)]
     saved = save_batch(node, prefix, extension, stack.width, stack.height, writers)

@@ -1,5 +1,5 @@
 """The words people type to find LayerStack's nodes: the old pack's name and display names, and what the nodes are
-about (README "Finding the nodes").
+about (README "Install": the nodes' search words).
 
 Newer ComfyUIs search a schema's `search_aliases`; on hosts without that field the words are appended to the
 description instead (shown in the node library), and the old ids themselves (`LayeredDiffusionApply`, ...) are found

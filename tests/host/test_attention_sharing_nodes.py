@@ -147,7 +147,8 @@ def test_new_node_errors_name_their_inputs(sd15):
                                               r"image or one per set \(2 = the latent's batch\), got 3 images"):
         node.execute(sd15.model, {"samples": torch.zeros(2, 4, 8, 8)}, 0.0, 1.0, resize_mode="crop and resize",
                      foreground=torch.rand(3, 64, 64, 3))  # before: accepted, failing only in KSampler
-    with pytest.raises(LayerStackError, match=r"input 'start_percent / stop_percent' expected 0 <= start <= stop"):
+    with pytest.raises(LayerStackError, match=r"input 'start_percent / stop_percent' expected 0 <= start_percent <= "
+                                              r"stop_percent <= 1, got start_percent=0.8, stop_percent=0.2"):
         node.execute(sd15.model, {"samples": torch.zeros(1, 4, 8, 8)}, 0.8, 0.2, resize_mode="crop and resize",
                      foreground=torch.rand(1, 64, 64, 3))
 
