@@ -91,7 +91,8 @@ def test_every_sdxl_mode_runs_end_to_end(comfy_server, fixture_paths, layer_imag
 
 def test_old_apply_runs_sdxl_attention_injection(comfy_server, fixture_paths):
     """The one old SDXL config none of the old pack's examples uses (tests/e2e/test_legacy_workflows.py runs those):
-    attention injection, which that pack silently drops on current ComfyUI, wired like its examples."""
+    attention injection, which that pack silently drops on current ComfyUI, wired like its examples. Beside it the
+    same sampling on the unpatched model: a dropped injection would give exactly its pictures."""
     prompt = {
         "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": fixture_paths["sdxl_checkpoint"].name}},
         "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "test", "clip": ["ckpt", 1]}},
@@ -108,7 +109,16 @@ def test_old_apply_runs_sdxl_attention_injection(comfy_server, fixture_paths):
                  "inputs": {"samples": ["sample", 0], "images": ["decode", 0], "sd_version": "SDXL",
                             "sub_batch_size": 16}},
         "save": {"class_type": "SaveImage", "inputs": {"images": ["rgba", 0], "filename_prefix": "old_attn"}},
+        "save_rgb": {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "old_attn_rgb"}},
     }
-    history = comfy_server.run(prompt, timeout=900)
+    plain = {"plain_sample": {**prompt["sample"], "inputs": {**prompt["sample"]["inputs"], "model": ["ckpt", 0]}},
+             "plain_decode": {"class_type": "VAEDecode", "inputs": {"samples": ["plain_sample", 0], "vae": ["ckpt", 2]}},
+             "plain_save": {"class_type": "SaveImage",
+                            "inputs": {"images": ["plain_decode", 0], "filename_prefix": "old_attn_plain"}}}
+    history = comfy_server.run({**prompt, **plain}, timeout=900)
     images = saved_images(comfy_server, history, "save")
     assert [(im.size, im.mode) for im in images] == [((SIZE, SIZE), "RGBA")] * 2
+    patched = [np.asarray(im) for im in saved_images(comfy_server, history, "save_rgb")]
+    unpatched = [np.asarray(im) for im in saved_images(comfy_server, history, "plain_save")]
+    assert len(patched) == len(unpatched) == 2
+    assert not any(np.array_equal(a, b) for a, b in zip(patched, unpatched)), "the attention injection had no effect"
