@@ -14,8 +14,8 @@ from ..layer_stack import alpha as alpha_tools
 from ..layer_stack import compositing
 from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_stack.stack import Layer, LayerStack
+from .categories import ALPHA_CATEGORY
 from .common import (
-    CATEGORY,
     STACK_TOOLTIP,
     LayerStackNode,
     LayerStackType,
@@ -26,8 +26,6 @@ from .common import (
     rgba_outputs,
     schema,
 )
-
-ALPHA_CATEGORY = f"{CATEGORY}/alpha"
 
 
 class LayerStackPremultiply(LayerStackNode):

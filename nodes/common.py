@@ -9,21 +9,19 @@ with a bare KeyError. Newer ComfyUIs check them at /prompt already; the check th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 
 from comfy_api.latest import io
 
-from ..errors import node_error
+from ..errors import LayerStackError, node_error
 from ..layer_stack.stack import LayerStack
 from ..layer_vae.runtime import PASSES_CHOICES
 from ..models.conditioning_images import RESIZE_MODE_NAMES, ResizeMode
+from .categories import LEGACY_CATEGORY
 from .search_words import search_aliases
-
-CATEGORY = "LayerStack"
-LEGACY_CATEGORY = "LayerStack/legacy (ComfyUI-layerdiffuse)"
-
 
 # --- the base class and the Schema helper --------------------------------------------------------------------------
 
@@ -174,6 +172,15 @@ def check_stack(stack: object, node: str, input_name: str = "stack") -> LayerSta
     if not isinstance(stack, LayerStack):
         raise node_error(node, input_name, "a LAYER_STACK", f"a {type(stack).__name__}")
     return stack
+
+
+@contextlib.contextmanager
+def node_errors(node: str):
+    """Prefix the node id to errors from the pure helpers, whose messages name the input."""
+    try:
+        yield
+    except LayerStackError as e:
+        raise LayerStackError(f"{node}: {e}") from e
 
 
 # --- inputs and outputs several nodes declare alike ----------------------------------------------------------------

@@ -11,8 +11,8 @@ from comfy_api.latest import io
 
 from ..errors import LayerStackError
 from ..layer_stack import core_layers
-from .common import STACK_TOOLTIP, LayerStackNode, LayerStackType, check_stack, schema
-from .stack import STACK_CATEGORY, node_errors
+from .categories import STACK_CATEGORY
+from .common import STACK_TOOLTIP, LayerStackNode, LayerStackType, check_stack, node_errors, schema
 
 HAS_LAYERS_TYPE = hasattr(io, "Layers")
 LAYERS_TOOLTIP = "ComfyUI's layer document (LAYERS): placed, named raster layers for Create Layered Image."

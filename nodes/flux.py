@@ -11,7 +11,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..models import files, flux_lora, registry
-from .common import CATEGORY, LayerStackNode, schema
+from .categories import FLUX_CATEGORY
+from .common import LayerStackNode, schema
 
 LAYER_LORA = registry.get("layerlora")
 
@@ -24,7 +25,7 @@ class ApplyFluxLayerLoRA(LayerStackNode):
         return schema(
             node_id=cls.NODE_ID,
             display_name="Apply Flux Layer LoRA",
-            category=f"{CATEGORY}/Flux",
+            category=FLUX_CATEGORY,
             description=f"Makes a FLUX.1-dev model generate transparent foregrounds: applies {LAYER_LORA.filename} "
             "(RedAIGC/Flux-version-LayerDiffuse) with ComfyUI's LoRA patches, after checking that every tensor of "
             "the file fits the model. Decode with Load Transparent VAE (Flux) + Transparent Decode.",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..models import files, registry
-from .common import CATEGORY, LayerStackNode, schema
+from .categories import CATEGORY
+from .common import LayerStackNode, schema
 
 
 class FetchLayerFile(LayerStackNode):

@@ -20,7 +20,8 @@ from ..errors import node_error
 from ..layer_vae import runtime
 from ..models.registry import Family
 from ..models.transparent_vae import reused
-from .common import LEGACY_CATEGORY, LayerStackNode, advanced, schema
+from .categories import LEGACY_CATEGORY
+from .common import LayerStackNode, advanced, schema
 
 SD_VERSIONS = ["SD15", "SDXL"]  # the old StableDiffusionVersion values, in the old order
 MAX_FRAMES = 3

@@ -16,7 +16,8 @@ from comfy_api.latest import io
 from ..models import registry
 from ..models.attention_sharing import apply_attention_sharing
 from ..models.conditioning_images import ResizeMode
-from .common import LEGACY_CATEGORY, LayerStackNode, schema
+from .categories import LEGACY_CATEGORY
+from .common import LayerStackNode, schema
 
 JOINT_CONFIGS = {"SD15, attn_sharing, Batch size (3N)": "layer_sd15_joint"}
 COND_JOINT_CONFIGS = {

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .common import LEGACY_CATEGORY, LayerStackNode, schema
+from .categories import LEGACY_CATEGORY
+from .common import LayerStackNode, schema
 from .sdxl import apply_layer_file
 
 APPLY_CONFIGS = {

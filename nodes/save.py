@@ -22,8 +22,8 @@ from ..layer_stack import compositing, openraster, psd_png
 from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_stack.output_paths import check_folder, check_prefix, write_new_file
 from ..layer_stack.stack import LayerStack
+from .categories import SAVE_CATEGORY
 from .common import (
-    CATEGORY,
     STACK_TOOLTIP,
     LayerStackNode,
     LayerStackType,
@@ -32,8 +32,6 @@ from .common import (
     image_input,
     schema,
 )
-
-SAVE_CATEGORY = f"{CATEGORY}/save"
 
 PREFIX_TOOLTIP = (
     "File name prefix inside the output folder; may include subfolders (e.g. 'LayerStack/portrait') and "

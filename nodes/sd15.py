@@ -19,8 +19,8 @@ from ..models import registry
 from ..models.attention_sharing import apply_attention_sharing
 from ..models.conditioning_images import ResizeMode
 from ..models.transparent_vae import LAYER_TAG, TransparentVAE
+from .categories import SD15_CATEGORY
 from .common import (
-    CATEGORY,
     PASSES_OPTIONS,
     LayerStackNode,
     LayerVAE,
@@ -31,8 +31,6 @@ from .common import (
     schedule_inputs,
     schema,
 )
-
-SD15_CATEGORY = f"{CATEGORY}/SD1.5"
 
 MODE_AUTO = "auto (from the latent)"
 SPLIT_MODES = {

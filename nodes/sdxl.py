@@ -12,8 +12,8 @@ from comfy_api.latest import io
 from ..errors import node_error
 from ..models import registry, sdxl_patches
 from ..models.conditioning_images import encode_condition_image
+from .categories import SDXL_CATEGORY
 from .common import (
-    CATEGORY,
     LayerStackNode,
     model_input,
     patched_model_output,
@@ -22,7 +22,6 @@ from .common import (
     schema,
 )
 
-SDXL_CATEGORY = f"{CATEGORY}/SDXL"
 MAX_RESOLUTION = 16384  # ComfyUI's nodes.MAX_RESOLUTION; not imported, nodes.py pulls in the whole core
 
 TRANSPARENT_METHODS = {

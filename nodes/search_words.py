@@ -8,19 +8,31 @@ by name everywhere.
 
 from __future__ import annotations
 
+from .categories import (
+    ALPHA_CATEGORY,
+    CATEGORY,
+    FLUX_CATEGORY,
+    SAVE_CATEGORY,
+    SD15_CATEGORY,
+    SDXL_CATEGORY,
+    STACK_CATEGORY,
+    VAE_CATEGORY,
+)
+
 PACK_WORDS = ("layerdiffuse", "layer diffusion", "LayeredDiffusion")
 TRANSPARENCY_WORDS = ("transparent", "transparency", "rgba", "alpha")
 LAYER_WORDS = ("layers", "psd")
 
 # what each category is about, beyond the pack words
 CATEGORY_WORDS = {
-    "LayerStack/transparent VAE": TRANSPARENCY_WORDS,
-    "LayerStack/alpha": TRANSPARENCY_WORDS,
-    "LayerStack/SDXL": TRANSPARENCY_WORDS + LAYER_WORDS,
-    "LayerStack/SD1.5": TRANSPARENCY_WORDS + LAYER_WORDS,
-    "LayerStack/stack": LAYER_WORDS + ("rgba", "alpha"),
-    "LayerStack/save": LAYER_WORDS + TRANSPARENCY_WORDS,
-    "LayerStack": ("download", "layer model"),
+    VAE_CATEGORY: TRANSPARENCY_WORDS,
+    ALPHA_CATEGORY: TRANSPARENCY_WORDS,
+    SDXL_CATEGORY: TRANSPARENCY_WORDS + LAYER_WORDS,
+    SD15_CATEGORY: TRANSPARENCY_WORDS + LAYER_WORDS,
+    FLUX_CATEGORY: TRANSPARENCY_WORDS + ("flux",),
+    STACK_CATEGORY: LAYER_WORDS + ("rgba", "alpha"),
+    SAVE_CATEGORY: LAYER_WORDS + TRANSPARENCY_WORDS,
+    CATEGORY: ("download", "layer model"),
 }
 
 # the old pack's display name of the node that did this node's job

@@ -5,18 +5,16 @@ The stack convention (bottom-to-top order, straight alpha, 1 = opaque, hidden la
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from comfy_api.latest import io, ui
 
-from ..errors import LayerStackError, node_error
+from ..errors import node_error
 from ..layer_stack import compositing, editing, matting
 from ..layer_stack.inputs import check_image, rgb_and_alpha, same_size_and_batch
 from ..layer_stack.stack import LayerStack, make_layer
 from ..layer_stack.text2layer import text2layer_stack
+from .categories import STACK_CATEGORY
 from .common import (
-    CATEGORY,
     MASK_IS_LOADIMAGE,
     STACK_TOOLTIP,
     LayerStackNode,
@@ -24,11 +22,10 @@ from .common import (
     advanced,
     check_stack,
     mask_meaning_input,
+    node_errors,
     rgba_outputs,
     schema,
 )
-
-STACK_CATEGORY = f"{CATEGORY}/stack"
 
 MASK_MEANING_TOOLTIP = (
     "How to read the connected MASK. 'alpha (1 = opaque)': the LayerStack decode nodes' MASK and Text2Layer's layer "
@@ -218,15 +215,6 @@ ORDER_TOOLTIP = (
 
 def order_input() -> io.Combo.Input:
     return io.Combo.Input("order", options=list(editing.ORDERS), default=editing.BOTTOM_TO_TOP, tooltip=ORDER_TOOLTIP)
-
-
-@contextlib.contextmanager
-def node_errors(node: str):
-    """Prefix the node id to errors from the pure helpers, whose messages name the input."""
-    try:
-        yield
-    except LayerStackError as e:
-        raise LayerStackError(f"{node}: {e}") from e
 
 
 class LayerStackFromBatch(LayerStackNode):

@@ -15,8 +15,8 @@ from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_vae import runtime
 from ..models.registry import Family
 from ..models.transparent_vae import TransparentVAE, check_latent_family, family_from
+from .categories import VAE_CATEGORY
 from .common import (
-    CATEGORY,
     MASK_IS_LOADIMAGE,
     PASSES_OPTIONS,
     LayerStackNode,
@@ -25,8 +25,6 @@ from .common import (
     mask_meaning_input,
     schema,
 )
-
-VAE_CATEGORY = f"{CATEGORY}/transparent VAE"
 
 
 class LoadTransparentVAE(LayerStackNode):

@@ -30,6 +30,18 @@ def test_every_node_derives_from_the_base_and_declares_its_id_once(comfy_host):
         assert node.define_schema().node_id == node.NODE_ID, node.__name__
 
 
+def test_search_words_name_only_declared_nodes_and_cover_every_category(comfy_host):
+    """The word tables are keyed by node id and category: a key no node has would silently give no words."""
+    from layerstack.nodes import search_words
+    from layerstack.nodes.categories import LEGACY_CATEGORY
+
+    schemas = [node.define_schema() for node in _nodes()]
+    ids = {s.node_id for s in schemas}
+    assert set(search_words.OLD_DISPLAY_NAMES) <= ids and set(search_words.NODE_WORDS) <= ids
+    categories = {s.category for s in schemas} - {LEGACY_CATEGORY}
+    assert categories == set(search_words.CATEGORY_WORDS), categories ^ set(search_words.CATEGORY_WORDS)
+
+
 def test_every_combo_of_every_node_refuses_a_value_outside_its_options(comfy_host):
     from layerstack.errors import LayerStackError
 

@@ -1,0 +1,11 @@
+"""The node library's categories of the pack's nodes, named once: node declarations and their search words use them."""
+
+CATEGORY = "LayerStack"
+LEGACY_CATEGORY = f"{CATEGORY}/legacy (ComfyUI-layerdiffuse)"
+SDXL_CATEGORY = f"{CATEGORY}/SDXL"
+SD15_CATEGORY = f"{CATEGORY}/SD1.5"
+FLUX_CATEGORY = f"{CATEGORY}/Flux"
+VAE_CATEGORY = f"{CATEGORY}/transparent VAE"
+ALPHA_CATEGORY = f"{CATEGORY}/alpha"
+STACK_CATEGORY = f"{CATEGORY}/stack"
+SAVE_CATEGORY = f"{CATEGORY}/save"
