@@ -16,6 +16,7 @@ from ..layer_stack.inputs import rgb_and_alpha
 from ..layer_stack.stack import Layer, LayerStack
 from .categories import ALPHA_CATEGORY
 from .common import (
+    MAX_RESOLUTION,
     STACK_TOOLTIP,
     LayerStackNode,
     LayerStackType,
@@ -70,9 +71,9 @@ class LayerStackUnpremultiply(LayerStackNode):
 
 def size_inputs() -> list[io.Input]:
     return [
-        io.Int.Input("width", default=1024, min=0, max=16384, step=8,
+        io.Int.Input("width", default=1024, min=0, max=MAX_RESOLUTION, step=8,
                      tooltip="Target width; 0 = follow the height, keeping the aspect ratio."),
-        io.Int.Input("height", default=1024, min=0, max=16384, step=8,
+        io.Int.Input("height", default=1024, min=0, max=MAX_RESOLUTION, step=8,
                      tooltip="Target height; 0 = follow the width, keeping the aspect ratio."),
         io.Combo.Input("method", options=list(alpha_tools.RESIZE_METHODS), default="lanczos",
                        tooltip="Resampling filter, used for colour and alpha alike."),

@@ -23,6 +23,9 @@ from ..models.conditioning_images import RESIZE_MODE_NAMES, ResizeMode
 from .categories import LEGACY_CATEGORY
 from .search_words import search_aliases
 
+MAX_RESOLUTION = 16384  # ComfyUI's nodes.MAX_RESOLUTION; not imported, nodes.py pulls in the whole core
+
+
 # --- the base class and the Schema helper --------------------------------------------------------------------------
 
 class LayerStackNode(io.ComfyNode):

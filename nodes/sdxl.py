@@ -14,6 +14,7 @@ from ..models import registry, sdxl_patches
 from ..models.conditioning_images import encode_condition_image
 from .categories import SDXL_CATEGORY
 from .common import (
+    MAX_RESOLUTION,
     LayerStackNode,
     model_input,
     patched_model_output,
@@ -21,8 +22,6 @@ from .common import (
     schedule_inputs,
     schema,
 )
-
-MAX_RESOLUTION = 16384  # ComfyUI's nodes.MAX_RESOLUTION; not imported, nodes.py pulls in the whole core
 
 TRANSPARENT_METHODS = {
     "attention injection": "layer_xl_transparent_attn",
