@@ -29,6 +29,7 @@ import fcntl
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -247,16 +248,17 @@ def files(args) -> None:
         b, n = sorted(seconds["before", stem]), sorted(seconds["now", stem])
         totals[0] += b[0]
         totals[1] += n[0]
-        print(f"{stem:40}{b[0]:>11.1f}{n[0]:>9.1f}{b[len(b) // 2]:>11.1f}{n[len(n) // 2]:>9.1f}{n[0] / b[0]:>11.2f}")
+        print(f"{stem:40}{b[0]:>11.1f}{n[0]:>9.1f}{statistics.median(b):>11.1f}{statistics.median(n):>9.1f}"
+              f"{n[0] / b[0]:>11.2f}")
     print(f"{'all (sum of minima)':40}{totals[0]:>11.1f}{totals[1]:>9.1f}{'':>20}{totals[1] / totals[0]:>11.2f}")
     print(f"\n{'tests in both (best per test)':40}{'tests':>6}{'before s':>10}{'now s':>8}{'now/before':>11}"
           f"{'  only before / only now'}")
     for stem in args.stems:
-        best = {}
+        best = {name: {} for name in sides}  # side -> test -> its fastest run
         for name in sides:
             for xml in sorted((out / "files").glob(f"{name}-{stem}-*.xml")):
                 for key, (sec, _) in cases(xml).items():
-                    best.setdefault(name, {})[key] = min(sec, best.get(name, {}).get(key, sec))
+                    best[name][key] = min(sec, best[name].get(key, sec))
         b, n = best["before"], best["now"]
         both = [k for k in b if k in n]
         sb, sn = sum(b[k] for k in both), sum(n[k] for k in both)
